@@ -1,0 +1,39 @@
+"""Principals and roles, and the authenticator protocol the HTTP layer calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class Role(StrEnum):
+    INVOKE = "LLMRouter.Invoke"
+    ADMIN = "LLMRouter.Admin"
+    OPS = "LLMRouter.Ops"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    tenant: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    issuer: str = "anonymous"
+
+    def has(self, role: Role) -> bool:
+        return role.value in self.roles
+
+
+# Used when AUTH_ENABLED=false (development only; production refuses to start that way).
+ANONYMOUS = Principal(
+    subject="anonymous",
+    tenant="default",
+    roles=frozenset(r.value for r in Role),
+    issuer="auth-disabled",
+)
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """The principal behind an Authorization header; raises AuthenticationFailed."""
+        ...

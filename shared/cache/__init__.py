@@ -1,0 +1,1 @@
+"""Caches: exact responses, semantic matches, embeddings. One protocol, one module per backend."""

@@ -1,0 +1,148 @@
+"""One typed settings object, read once from the environment (or Key Vault, see keyvault.py).
+
+Every setting the app reads is a field here; nothing else in the package touches os.environ
+for configuration. Field names match the app-setting names of the deployment guide
+(pydantic-settings matches them case-insensitively).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+
+Policy = Literal["quality", "cost", "balanced", "latency"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # --- runtime -------------------------------------------------------------------------
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    log_prompts: bool = False
+    port: int = 7071
+
+    # --- catalog and routing -----------------------------------------------------------------
+    model_catalog_path: Path = PACKAGE_DIR / "catalog.yaml"
+    examples_path: Path = PACKAGE_DIR / "data" / "starter_examples.csv.gz"
+    default_policy: Policy = "balanced"
+    routing_k: int = 40
+    routing_prior_strength: float = 4.0
+    routing_similarity_power: float = 4.0
+    # Calibrated quality margin for the `cost` and `latency` policies: the cheapest/fastest
+    # model whose predicted quality is within this margin of the best is chosen. Produced by
+    # `python -m shared.cli calibrate` (see docs/routing-quality.md).
+    cost_quality_margin: float = 0.04
+    # `balanced` trades one unit of predicted quality against this many log10-dollars of cost.
+    balanced_cost_weight: float = 0.05
+    encoder: Literal["hashing", "vertex"] = "hashing"
+    encoder_dim: int = 1024
+    vertex_embedding_model: str = "text-embedding-005"
+
+    # --- request limits -----------------------------------------------------------------------
+    max_body_bytes: int = 1_048_576
+    max_messages: int = 256
+    max_total_chars: int = 400_000
+    # The per-request deadline for everything upstream (retries and fallbacks included); well
+    # under the ~230 s the Azure front end allows an HTTP response.
+    request_deadline_s: float = 120.0
+    upstream_connect_timeout_s: float = 5.0
+    upstream_read_timeout_s: float = 60.0
+    stream_idle_timeout_s: float = 30.0
+    max_attempts_per_model: int = 2
+    max_fallbacks: int = 2
+    fallback_on: str = "rate_limited,unavailable,timeout,context_too_long,content_filtered"
+
+    # --- storage ----------------------------------------------------------------------------------
+    database_url: SecretStr | None = None
+    embedded_data_dir: Path = PROJECT_DIR / ".data"
+    database_enabled: bool = True
+    db_pool_max: int = 10
+    log_buffer_max: int = 100_000
+    log_batch_size: int = 500
+    log_flush_interval_s: float = 0.25
+
+    redis_url: SecretStr | None = None
+    cache_enabled: bool = True
+    cache_ttl_s: int = 3600
+    cache_nondeterministic: bool = False
+    semantic_cache_enabled: bool = False
+    semantic_cache_threshold: float = 0.95
+    embedding_cache_ttl_s: int = 86_400
+
+    # --- Weaviate -------------------------------------------------------------------------------
+    weaviate_url: str | None = None
+    weaviate_api_key: SecretStr | None = None
+    weaviate_grpc_host: str | None = None
+    weaviate_grpc_port: int = 50051
+    weaviate_grpc_secure: bool | None = None
+    weaviate_timeout_s: float = 2.0
+    weaviate_collection: str = "LLMDocument"
+    weaviate_backup_backend: str = "azure"
+    backup_check_schedule: str = "0 0 */6 * * *"
+    backup_max_age_hours: float = 24.0
+    feedback_to_examples: bool = True
+    store_prompt_text: bool = True
+
+    # --- auth ---------------------------------------------------------------------------------------
+    auth_enabled: bool = True
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "llm-router"
+    jwt_audience: str = "llm-router"
+    azure_tenant_id: str | None = None
+    azure_client_id: str | None = None
+    azure_client_secret: SecretStr | None = None
+    azure_app_id_uri: str | None = None
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    metrics_public: bool = False
+
+    # --- quotas -------------------------------------------------------------------------------------
+    quota_requests_per_minute: int = 600
+    quota_tokens_per_day: int = 5_000_000
+    quota_usd_per_month: float = 500.0
+
+    # --- Vertex AI ----------------------------------------------------------------------------------
+    google_cloud_project_id: str | None = None
+    vertex_ai_location: str = "us-central1"
+    vertex_ai_base_url: str | None = None
+    google_application_credentials_json: SecretStr | None = None
+
+    # --- Service Bus ------------------------------------------------------------------------------
+    service_bus_connection_string: SecretStr | None = None
+    service_bus_namespace: str | None = None
+    service_bus_queue: str = "llm-router-requests"
+    service_bus_max_delivery_count: int = 10
+    max_job_message_bytes: int = 256_000
+
+    # --- secrets and telemetry ----------------------------------------------------------------------
+    key_vault_url: str | None = None
+    applicationinsights_connection_string: SecretStr | None = None
+    python_applicationinsights_enable_telemetry: bool = False
+    functions_worker_process_count: int = 1
+
+    @property
+    def fallback_reasons(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.fallback_on.split(",") if r.strip())
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+__all__ = ["PACKAGE_DIR", "Field", "Policy", "Settings", "get_settings", "secret_value"]

@@ -1,0 +1,237 @@
+"""A small local host for `function_app.app`, because Azure Functions Core Tools cannot be
+installed here. It is not the Functions host; it does only what the project needs:
+
+- every HTTP-triggered function is mounted as a Starlette route at the same path (host.json's
+  routePrefix applied), and served by uvicorn, streaming included;
+- every Service Bus-triggered function is fed from the in-process LocalBus (shared/queue/local.py)
+  with at-least-once delivery, redelivery on exception and dead-lettering after the max delivery
+  count; with SERVICE_BUS_CONNECTION_STRING set it receives from the real queue instead;
+- every timer-triggered function fires on its NCRONTAB schedule (and at start with run_on_startup).
+
+    python -m shared.devhost [--port 7071]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import orjson
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .config import PROJECT_DIR, get_settings
+from .queue.local import Delivery, LocalBus, get_local_bus
+
+log = logging.getLogger("devhost")
+
+_SETTING_REF = re.compile(r"^%([A-Za-z0-9_]+)%$")
+
+
+def resolve_setting(value: str) -> str:
+    """`%NAME%` binding expressions name an app setting, as in the Functions host."""
+    m = _SETTING_REF.match(value or "")
+    if not m:
+        return value
+    name = m.group(1)
+    env = os.environ.get(name)
+    if env:
+        return env
+    default = getattr(get_settings(), name.lower(), None)
+    if default is None:
+        raise RuntimeError(f"binding refers to app setting {name}, which is not set")
+    return str(default)
+
+
+@dataclass
+class FunctionIndex:
+    http: list[tuple[str, list[str], Callable[..., Any], str]]
+    service_bus: list[tuple[str, str, Callable[..., Any], str]]
+    timers: list[tuple[str, str, bool, Callable[..., Any], str]]
+
+
+def index_functions(app: func.FunctionApp) -> FunctionIndex:
+    """Read the app's functions and bindings. get_functions() may be called once per app."""
+    idx = FunctionIndex([], [], [])
+    for fn in app.get_functions():
+        trigger = fn.get_trigger()
+        if trigger is None:
+            continue
+        spec: dict[str, Any] = trigger.get_dict_repr()
+        arg = str(trigger.name)
+        user = fn.get_user_function()
+        name = fn.get_function_name()
+        if trigger.type == "httpTrigger":
+            methods = [m.value if hasattr(m, "value") else str(m) for m in (spec.get("methods") or ["GET", "POST"])]
+            idx.http.append((str(spec.get("route") or name), methods, user, arg))
+        elif trigger.type == "serviceBusTrigger":
+            idx.service_bus.append((resolve_setting(spec["queueName"]), str(name), user, arg))
+        elif trigger.type == "timerTrigger":
+            idx.timers.append((resolve_setting(spec["schedule"]), str(name), bool(spec.get("runOnStartup")), user, arg))
+    return idx
+
+
+def route_prefix() -> str:
+    try:
+        host = json.loads((PROJECT_DIR / "host.json").read_text())
+        prefix = host.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    except FileNotFoundError:
+        prefix = "api"
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
+
+
+def _json_error(status: int, message: str, code: str) -> Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return _json_error(404, f"No route for {request.method} {request.url.path}.", "route_not_found")
+    if status == 405:
+        return _json_error(405, f"Method {request.method} is not allowed on {request.url.path}.", "method_not_allowed")
+    return _json_error(status, "Request failed.", "http_error")
+
+
+def service_bus_message(d: Delivery) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        body=d.body,
+        application_properties=d.application_properties,
+        user_properties=d.application_properties,
+        content_type=d.content_type,
+        correlation_id=d.correlation_id,
+        delivery_count=d.delivery_count,
+        message_id=d.message_id,
+        reply_to=d.reply_to,
+        sequence_number=d.sequence_number,
+        enqueued_time_utc=dt.datetime.fromtimestamp(d.enqueued_at, dt.UTC),
+    )
+
+
+async def _call(user: Callable[..., Any], arg_name: str, arg: Any) -> Any:
+    result = user(**{arg_name: arg})
+    if asyncio.iscoroutine(result):
+        return await result
+    return await asyncio.to_thread(lambda: result)
+
+
+class TimerRunner:
+    def __init__(self, schedule: str, name: str, run_on_startup: bool, user: Callable[..., Any], arg: str) -> None:
+        from croniter import croniter
+
+        self.name, self.user, self.arg = name, user, arg
+        self.run_on_startup = run_on_startup
+        # NCRONTAB has six fields, seconds first
+        self.cron = croniter(schedule, dt.datetime.now(dt.UTC), second_at_beginning=True)
+        self.task: asyncio.Task[None] | None = None
+
+    async def fire(self, past_due: bool = False) -> None:
+        try:
+            await _call(self.user, self.arg, TimerRequest(past_due=past_due))
+        except Exception:
+            log.exception("timer function %s failed", self.name)
+
+    async def run(self) -> None:
+        if self.run_on_startup:
+            await self.fire()
+        while True:
+            nxt: dt.datetime = self.cron.get_next(dt.datetime)
+            delay = (nxt - dt.datetime.now(dt.UTC)).total_seconds()
+            await asyncio.sleep(max(0.0, delay))
+            await self.fire()
+
+
+def build_app(app: func.FunctionApp, *, bus: LocalBus | None = None, timers: bool = True) -> Starlette:
+    idx = index_functions(app)
+    prefix = route_prefix()
+    routes = []
+    for route, methods, user, arg in idx.http:
+
+        async def endpoint(request: Request, _user: Callable[..., Any] = user, _arg: str = arg) -> Response:
+            return await _call(_user, _arg, request)  # type: ignore[no-any-return]
+
+        routes.append(Route(f"{prefix}/{route.lstrip('/')}", endpoint, methods=methods))
+
+    local_bus = bus or get_local_bus()
+    runners = [TimerRunner(*t) for t in idx.timers] if timers else []
+
+    for queue, _name, user, arg in idx.service_bus:
+
+        async def deliver(d: Delivery, _user: Callable[..., Any] = user, _arg: str = arg) -> None:
+            await _call(_user, _arg, service_bus_message(d))
+
+        local_bus.subscribe(queue, deliver)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from .context import close_context, get_context
+
+        await get_context()
+        local_bus.start()
+        for r in runners:
+            r.task = asyncio.create_task(r.run())
+        try:
+            yield
+        finally:
+            for r in runners:
+                if r.task:
+                    r.task.cancel()
+            await local_bus.close()
+            await close_context()
+
+    starlette_app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_exception})
+    starlette_app.state.function_index = idx
+    starlette_app.state.bus = local_bus
+    starlette_app.state.timers = runners
+    return starlette_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    from .telemetry import configure_logging
+
+    parser = argparse.ArgumentParser(description="Serve function_app.app locally.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "7071")))
+    parser.add_argument("--app-dir", default=str(PROJECT_DIR))
+    args = parser.parse_args(argv)
+    configure_logging(get_settings())
+    import sys
+
+    sys.path.insert(0, str(Path(args.app_dir).resolve()))
+    import function_app
+
+    asgi = build_app(function_app.app)
+    print(f"LLM Router local host on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(
+        asgi,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Text encoders: prompt text -> unit-length vectors for the example index."""

@@ -1,0 +1,210 @@
+"""Routing quality, measured as the routing literature does (RouteLLM; ../shared/brief/QUALITY.md).
+
+Train rows become labelled examples in a LocalIndex through the production encoder; each test
+prompt gets a score (predicted quality of the strong model minus the weak one), and the
+strong-call share is swept from 0 to 100%.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoders.base import Encoder
+from .index.local import LocalIndex
+from .routing.examples import LabelledExample, read_labelled_csv
+from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
+
+STEPS = 101
+
+
+@dataclass
+class Dataset:
+    texts: list[str]
+    strong: np.ndarray
+    weak: np.ndarray
+
+
+def load_dataset(paths: Sequence[Path], strong: str, weak: str) -> Dataset:
+    texts: list[str] = []
+    s: list[float] = []
+    w: list[float] = []
+    for path in sorted(paths, key=str):
+        for ex in read_labelled_csv(Path(path), model_columns=[strong, weak]):
+            if strong in ex.outcomes and weak in ex.outcomes:
+                texts.append(ex.content)
+                s.append(ex.outcomes[strong])
+                w.append(ex.outcomes[weak])
+    if not texts:
+        raise ValueError("no rows with both the strong and the weak outcome")
+    return Dataset(texts, np.asarray(s, dtype=np.float64), np.asarray(w, dtype=np.float64))
+
+
+def split(n: int, train_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cut = round(n * train_frac)
+    return order[:cut], order[cut:]
+
+
+def curve(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """accuracy(p) for p = 0, 0.01, ..., 1: the top-p share by score goes to the strong model."""
+    n = len(scores)
+    # stable order: ties keep dataset order, so the curve is deterministic
+    order = np.argsort(-scores, kind="stable")
+    gain = (strong - weak)[order]
+    cum = np.concatenate([[0.0], np.cumsum(gain)])
+    shares = np.linspace(0.0, 1.0, STEPS)
+    ks = np.rint(shares * n).astype(int)
+    acc = (weak.sum() + cum[ks]) / n
+    return shares, acc
+
+
+def metrics(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> dict[str, float | None]:
+    shares, acc = curve(scores, strong, weak)
+    weak_acc, strong_acc = float(weak.mean()), float(strong.mean())
+    span = strong_acc - weak_acc
+    pgr = (acc - weak_acc) / span if span != 0 else np.zeros_like(acc)
+    apgr = float(np.sum((pgr[1:] + pgr[:-1]) / 2 * np.diff(shares)))
+
+    def first(mask: np.ndarray) -> float | None:
+        hits = np.flatnonzero(mask)
+        return round(float(shares[hits[0]]), 2) if len(hits) else None
+
+    return {
+        "apgr": round(apgr, 4),
+        "cpt50": first(pgr >= 0.5),
+        "cpt80": first(pgr >= 0.8),
+        "strong_calls_at_95": first(acc >= 0.95 * strong_acc - 1e-12),
+        "weak_acc": round(weak_acc, 4),
+        "strong_acc": round(strong_acc, 4),
+    }
+
+
+class GainScorer:
+    """Scores prompts with the production path: encoder -> LocalIndex -> predictor."""
+
+    STRONG, WEAK = "strong", "weak"
+
+    def __init__(self, encoder: Encoder, params: PredictorParams) -> None:
+        self.encoder = encoder
+        self.params = params
+        self.index = LocalIndex(encoder.dim)
+        self.priors: dict[str, float] = {}
+
+    def fit(self, texts: Sequence[str], strong: np.ndarray, weak: np.ndarray) -> None:
+        examples = [
+            LabelledExample(
+                content=t, outcomes={self.STRONG: float(s), self.WEAK: float(w)}, source="evaluation", id=f"train-{i}"
+            )
+            for i, (t, s, w) in enumerate(zip(texts, strong, weak, strict=True))
+        ]
+        self.index.upsert_sync(examples, self.encoder.encode(list(texts)))
+        self.priors = outcome_priors([ex.outcomes for ex in examples])
+
+    def score(self, text: str) -> float:
+        vec = self.encoder.encode([text])[0]
+        neighbours = self.index.search_sync(vec, self.params.k)
+        est = predict_qualities(
+            neighbours,
+            [(self.STRONG,), (self.WEAK,)],
+            [self.priors[self.STRONG], self.priors[self.WEAK]],
+            self.params,
+        )
+        return est[0].quality - est[1].quality
+
+    def score_all(self, texts: Sequence[str]) -> tuple[np.ndarray, list[float]]:
+        scores = np.empty(len(texts))
+        times = []
+        for i, text in enumerate(texts):
+            t0 = time.perf_counter()
+            scores[i] = self.score(text)
+            times.append((time.perf_counter() - t0) * 1000)
+        return scores, times
+
+
+def evaluate(
+    data: Dataset,
+    encoder: Encoder,
+    params: PredictorParams,
+    *,
+    train_frac: float = 0.5,
+    seed: int = 0,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    train, test = split(len(data.texts), train_frac, seed)
+    scorer = GainScorer(encoder, params)
+    scorer.fit([data.texts[i] for i in train], data.strong[train], data.weak[train])
+    scores, times = scorer.score_all([data.texts[i] for i in test])
+    result: dict[str, Any] = metrics(scores, data.strong[test], data.weak[test])
+    result.update(
+        {
+            "n_train": len(train),
+            "n_test": len(test),
+            "decision_ms_p50": round(float(np.percentile(times, 50)), 4),
+            "encoder": encoder.name,
+            "k": params.k,
+        }
+    )
+    if plot is not None:
+        plot_curve(scores, data.strong[test], data.weak[test], plot, title=f"{encoder.name}, apgr {result['apgr']}")
+        result["plot"] = str(plot)
+    return result
+
+
+def threshold_for(
+    scores: np.ndarray, strong: np.ndarray, weak: np.ndarray, *, strong_share: float | None, quality: float | None
+) -> dict[str, float]:
+    """The score threshold above which prompts go to the strong model, meeting a target."""
+    shares, acc = curve(scores, strong, weak)
+    if strong_share is not None:
+        p = strong_share
+    else:
+        assert quality is not None
+        target = quality * float(strong.mean())
+        hits = np.flatnonzero(acc >= target - 1e-12)
+        p = float(shares[hits[0]]) if len(hits) else 1.0
+    ordered = np.sort(scores)[::-1]
+    k = round(p * len(scores))
+    if k <= 0:
+        thr = float(ordered[0]) + 1e-9
+    elif k >= len(scores):
+        thr = float(ordered[-1]) - 1e-9
+    else:
+        thr = float((ordered[k - 1] + ordered[k]) / 2)
+    chosen = scores > thr
+    achieved_acc = float(np.where(chosen, strong, weak).mean())
+    return {
+        "threshold": round(thr, 6),
+        "strong_share": round(float(chosen.mean()), 4),
+        "accuracy": round(achieved_acc, 4),
+        "quality_vs_strong": round(achieved_acc / float(strong.mean()), 4),
+    }
+
+
+def plot_curve(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray, path: Path, *, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares, acc = curve(scores, strong, weak)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.plot(shares * 100, acc, label="router", linewidth=2)
+    ax.plot([0, 100], [weak.mean(), strong.mean()], linestyle=":", color="grey", label="random routing")
+    ax.axhline(strong.mean(), color="tab:green", linestyle="--", label=f"strong only ({strong.mean():.3f})")
+    ax.axhline(weak.mean(), color="tab:red", linestyle="--", label=f"weak only ({weak.mean():.3f})")
+    ax.axhline(0.95 * strong.mean(), color="tab:green", linestyle=":", alpha=0.5, label="95% of strong")
+    ax.set_xlabel("strong-model calls (%)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""Prometheus metrics, all prefixed llm_router_.
+
+With several worker processes (FUNCTIONS_WORKER_PROCESS_COUNT > 1) prometheus_client's
+multiprocess mode is used: PROMETHEUS_MULTIPROC_DIR must point at a directory shared by the
+workers, and /metrics aggregates it (see render()).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as _mp
+
+_MS_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+
+REQUESTS = Counter(
+    "llm_router_requests_total",
+    "Requests answered, by chosen model, policy, HTTP status and cache result.",
+    ["model", "policy", "status", "cache"],
+)
+REQUEST_MS = Histogram("llm_router_request_duration_ms", "Whole request duration (ms).", ["route"], buckets=_MS_BUCKETS)
+OVERHEAD_MS = Histogram(
+    "llm_router_overhead_duration_ms",
+    "Time the router adds on top of the upstream call (ms).",
+    buckets=_MS_BUCKETS,
+)
+DECISION_MS = Histogram("llm_router_decision_duration_ms", "Routing decision time (ms).", buckets=_MS_BUCKETS)
+UPSTREAM_MS = Histogram(
+    "llm_router_upstream_duration_ms", "Upstream model call duration (ms).", ["model"], buckets=_MS_BUCKETS
+)
+TOKENS = Counter("llm_router_tokens_total", "Tokens by model and direction.", ["model", "direction"])
+COST_USD = Counter("llm_router_cost_usd_total", "Spend in USD by model.", ["model"])
+FALLBACKS = Counter(
+    "llm_router_fallbacks_total", "Fallbacks from one model to the next.", ["from_model", "to_model", "reason"]
+)
+RETRIES = Counter("llm_router_retries_total", "Retries of the same model.", ["model", "reason"])
+UPSTREAM_ERRORS = Counter(
+    "llm_router_upstream_errors_total", "Upstream failures by model and reason.", ["model", "reason"]
+)
+CIRCUIT_STATE = Gauge(
+    "llm_router_circuit_state",
+    "Circuit state by model: 0 closed, 1 half-open, 2 open.",
+    ["model"],
+    multiprocess_mode="max",
+)
+DEPENDENCY_UP = Gauge(
+    "llm_router_dependency_up", "1 when the dependency answers, else 0.", ["dependency"], multiprocess_mode="min"
+)
+BACKUP_AGE_HOURS = Gauge(
+    "llm_router_backup_age_hours",
+    "Age of the newest successful Weaviate backup (hours; -1 when none).",
+    multiprocess_mode="max",
+)
+JOBS = Counter("llm_router_jobs_total", "Async jobs reaching a status.", ["status"])
+LOG_ROWS_DROPPED = Counter("llm_router_log_rows_dropped_total", "Request-log rows dropped because the buffer was full.")
+CACHE = Counter("llm_router_cache_total", "Cache lookups by kind and result.", ["kind", "result"])
+QUOTA_REJECTIONS = Counter("llm_router_quota_rejections_total", "Requests refused by a quota.", ["limit"])
+
+CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,98 @@
+"""Which provider object serves which catalog model; built lazily, reused for the process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import httpx
+
+from ..catalog import ModelSpec
+from ..config import Settings
+from ..errors import ProviderNotConfigured
+from .base import Provider
+from .openai_compat import OpenAICompatibleProvider
+
+
+class GoogleAccessToken:
+    """OAuth access tokens from Application Default Credentials, refreshed before expiry."""
+
+    def __init__(self) -> None:
+        self._creds: Any = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> str | None:
+        import google.auth
+        import google.auth.transport.requests
+
+        async with self._lock:
+            if self._creds is None:
+                self._creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            if not self._creds.valid:
+                await asyncio.to_thread(self._creds.refresh, google.auth.transport.requests.Request())
+            return str(self._creds.token)
+
+
+class ProviderRegistry:
+    def __init__(self, settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._http = http_client
+        self._providers: dict[str, Provider] = {}
+        self._google_token: GoogleAccessToken | None = None
+
+    def for_model(self, model: ModelSpec) -> Provider:
+        key = self._key(model)
+        provider = self._providers.get(key)
+        if provider is None:
+            provider = self._build(model)
+            self._providers[key] = provider
+        return provider
+
+    def _key(self, model: ModelSpec) -> str:
+        if model.provider == "vertex":
+            return "vertex"
+        return f"openai|{model.base_url}|{model.api_key_env}|{model.auth}"
+
+    def _build(self, model: ModelSpec) -> Provider:
+        s = self.settings
+        if model.provider == "vertex":
+            if not s.google_cloud_project_id:
+                raise ProviderNotConfigured(
+                    f"Vertex AI is not configured, so model '{model.id}' cannot be called: set "
+                    "GOOGLE_CLOUD_PROJECT_ID (and VERTEX_AI_LOCATION, plus credentials through "
+                    "GOOGLE_APPLICATION_CREDENTIALS_JSON or Application Default Credentials), or "
+                    "point MODEL_CATALOG_PATH at a catalog of OpenAI-compatible models."
+                )
+            from .vertex import VertexProvider
+
+            vertex: Provider = VertexProvider.from_settings(s)
+            return vertex
+        assert model.base_url is not None
+        base_url = model.base_url
+        if "{project}" in base_url or "{location}" in base_url:
+            if not s.google_cloud_project_id:
+                raise ProviderNotConfigured(
+                    f"Model '{model.id}' is served through Vertex AI's OpenAI-compatible endpoint: "
+                    "set GOOGLE_CLOUD_PROJECT_ID and VERTEX_AI_LOCATION."
+                )
+            base_url = base_url.format(project=s.google_cloud_project_id, location=s.vertex_ai_location)
+        return OpenAICompatibleProvider(base_url, token=self._token_source(model), client=self._http)
+
+    def _token_source(self, model: ModelSpec) -> Any:
+        if model.auth == "google":
+            if self._google_token is None:
+                self._google_token = GoogleAccessToken()
+            return self._google_token
+        env = model.api_key_env
+
+        async def from_env() -> str | None:
+            # the catalog names the variable; the key itself never enters the catalog file
+            return os.environ.get(env) if env else None
+
+        return from_env
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

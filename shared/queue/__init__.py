@@ -1,0 +1,1 @@
+"""Message queues for async routing jobs: Azure Service Bus, or an in-process stand-in."""

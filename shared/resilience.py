@@ -1,0 +1,175 @@
+"""Retries (tenacity, the only retry loop: provider SDK retries are off) and circuit breakers."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
+from tenacity.stop import stop_base
+
+from .errors import UpstreamError, UpstreamRateLimited
+
+T = TypeVar("T")
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.expires = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.expires - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, UpstreamError) and exc.transient
+
+
+def backoff_wait(base_s: float, cap_s: float, deadline: Deadline) -> Callable[[RetryCallState], float]:
+    """Full-jitter exponential backoff; a Retry-After from the upstream wins when it is given."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s is not None:
+            delay = exc.retry_after_s
+        else:
+            delay = random.uniform(0, min(cap_s, base_s * (2 ** (state.attempt_number - 1))))
+        return min(delay, deadline.remaining())
+
+    return wait
+
+
+class _StopAtDeadline(stop_base):
+    """Stop when the next wait would run past the deadline: better to fall back now."""
+
+    def __init__(self, deadline: Deadline, needed: Callable[[RetryCallState], float]) -> None:
+        self.deadline = deadline
+        self.needed = needed
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline.remaining() <= self.needed(retry_state)
+
+
+async def with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    attempts: int,
+    deadline: Deadline,
+    base_s: float = 0.2,
+    cap_s: float = 2.0,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+) -> T:
+    """Call `fn` until it succeeds, a non-transient error, `attempts`, or the deadline."""
+
+    def predicted_wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s is not None:
+            return exc.retry_after_s
+        return 0.0
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(exc, state.attempt_number)
+
+    retrying = AsyncRetrying(
+        stop=stop_any(stop_after_attempt(attempts), _StopAtDeadline(deadline, predicted_wait)),
+        wait=backoff_wait(base_s, cap_s, deadline),
+        retry=retry_if_exception(_is_transient),
+        reraise=True,
+        before_sleep=before_sleep,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await fn()
+    raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+# --- circuit breakers -------------------------------------------------------------------------
+
+
+class CircuitBreaker(Protocol):
+    async def open_models(self) -> set[str]: ...
+
+    async def record_success(self, model: str) -> None: ...
+
+    async def record_failure(self, model: str) -> None: ...
+
+    async def states(self) -> dict[str, str]: ...
+
+
+@dataclass
+class _Circuit:
+    failures: list[float] = field(default_factory=list)
+    opened_at: float | None = None
+    probing: bool = False
+
+
+class MemoryCircuitBreaker:
+    """N failures within a window open a model's circuit for a cooldown; then one probe
+    request is let through (half-open): success closes it, failure opens it again."""
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        window_s: float = 30.0,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.window_s = window_s
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+
+    def _state(self, c: _Circuit) -> str:
+        if c.opened_at is None:
+            return "closed"
+        if self._clock() - c.opened_at >= self.cooldown_s:
+            return "half_open"
+        return "open"
+
+    async def open_models(self) -> set[str]:
+        blocked = set()
+        for model, c in self._circuits.items():
+            state = self._state(c)
+            if state == "open":
+                blocked.add(model)
+            elif state == "half_open":
+                if c.probing:
+                    blocked.add(model)  # one probe at a time
+                else:
+                    c.probing = True
+        return blocked
+
+    async def record_success(self, model: str) -> None:
+        c = self._circuits.get(model)
+        if c is not None:
+            c.failures.clear()
+            c.opened_at = None
+            c.probing = False
+
+    async def record_failure(self, model: str) -> None:
+        c = self._circuits.setdefault(model, _Circuit())
+        now = self._clock()
+        if c.opened_at is not None and self._state(c) == "half_open":
+            c.opened_at = now  # the probe failed: open again
+            c.probing = False
+            return
+        c.failures = [t for t in c.failures if now - t < self.window_s]
+        c.failures.append(now)
+        if len(c.failures) >= self.failure_threshold:
+            c.opened_at = now
+            c.failures.clear()
+
+    async def states(self) -> dict[str, str]:
+        return {m: self._state(c) for m, c in self._circuits.items()}

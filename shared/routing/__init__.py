@@ -1,0 +1,1 @@
+"""The routing core: labelled examples, quality prediction, policies. No I/O in here."""

@@ -1,0 +1,150 @@
+"""Labelled routing examples: a prompt and how well each model (or tier) did on it."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Fixed namespace so that the same (source, content) always gets the same id, in every index.
+EXAMPLE_NAMESPACE = uuid.UUID("6f1c6a52-4a8e-4d0f-9d43-0b7f6f3e2a11")
+
+TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
+FALSE_STRINGS = {"false", "0", "no", "n", "f"}
+
+
+def example_id(source: str, content: str) -> str:
+    return str(uuid.uuid5(EXAMPLE_NAMESPACE, f"{source}\n{content}"))
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    content: str
+    outcomes: dict[str, float]
+    label_source: str = "benchmark"
+    source: str = "starter"
+    category: str | None = None
+    task_type: str | None = None
+    language: str | None = None
+    tenant: str | None = None
+    weight: float = 1.0
+    source_request_id: str | None = None
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", example_id(self.source, self.content))
+        for key, val in self.outcomes.items():
+            if not 0.0 <= val <= 1.0:
+                raise ValueError(f"outcome for {key} must be within 0..1, got {val}")
+
+    @property
+    def best_model(self) -> str | None:
+        if not self.outcomes:
+            return None
+        return max(self.outcomes.items(), key=lambda kv: kv[1])[0]
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: str
+    similarity: float
+    outcomes: dict[str, float]
+    weight: float = 1.0
+
+
+def parse_outcome(raw: str) -> float | None:
+    value = raw.strip().lower()
+    if value == "":
+        return None
+    if value in TRUE_STRINGS:
+        return 1.0
+    if value in FALSE_STRINGS:
+        return 0.0
+    score = float(value)
+    if not 0.0 <= score <= 1.0:
+        raise ValueError(f"outcome {raw!r} is outside 0..1")
+    return score
+
+
+def read_labelled_csv(
+    path: Path,
+    *,
+    prompt_column: str = "prompt",
+    model_columns: Iterable[str] | None = None,
+    rename: dict[str, str] | None = None,
+    source: str | None = None,
+    label_source: str = "benchmark",
+) -> Iterator[LabelledExample]:
+    """Rows of a CSV with a prompt column and one outcome column per model (bool or 0..1).
+
+    `rename` maps a CSV column to the outcome key stored (e.g. a catalog model id or a tier
+    key like 'tier:economy'). Columns not asked for are ignored; without `model_columns` every
+    column but the prompt is an outcome column.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+        yield from parse_labelled_rows(
+            fh,
+            prompt_column=prompt_column,
+            model_columns=model_columns,
+            rename=rename,
+            source=source or Path(path).name,
+            label_source=label_source,
+        )
+
+
+def parse_labelled_rows(
+    fh: io.TextIOBase | Iterable[str],
+    *,
+    prompt_column: str = "prompt",
+    model_columns: Iterable[str] | None = None,
+    rename: dict[str, str] | None = None,
+    source: str = "upload",
+    label_source: str = "benchmark",
+) -> Iterator[LabelledExample]:
+    reader = csv.DictReader(fh)  # type: ignore[arg-type]
+    fields = reader.fieldnames or []
+    if prompt_column not in fields:
+        raise ValueError(f"no '{prompt_column}' column; the columns are {fields}")
+    wanted = list(model_columns) if model_columns else [f for f in fields if f != prompt_column]
+    missing = [c for c in wanted if c not in fields]
+    if missing:
+        raise ValueError(f"outcome column(s) {missing} not found; the columns are {fields}")
+    rename = rename or {}
+    for line, row in enumerate(reader, start=2):
+        text = row[prompt_column]
+        if not text:
+            continue
+        outcomes: dict[str, float] = {}
+        for col in wanted:
+            try:
+                score = parse_outcome(row[col] or "")
+            except ValueError as exc:
+                raise ValueError(f"line {line}, column {col}: {exc}") from None
+            if score is not None:
+                outcomes[rename.get(col, col)] = score
+        if outcomes:
+            yield LabelledExample(content=text, outcomes=outcomes, source=source, label_source=label_source)
+
+
+def write_labelled_csv(examples: Iterable[LabelledExample], fh: io.TextIOBase) -> int:
+    rows = list(examples)
+    keys = sorted({k for ex in rows for k in ex.outcomes})
+    writer = csv.writer(fh)  # type: ignore[arg-type]
+    writer.writerow(["prompt", *keys])
+    for ex in rows:
+        writer.writerow([ex.content, *(_fmt(ex.outcomes.get(k)) for k in keys)])
+    return len(rows)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value in (0.0, 1.0):
+        return "True" if value == 1.0 else "False"
+    return f"{value:.4f}"

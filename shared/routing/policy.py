@@ -1,0 +1,94 @@
+"""Policies: how predicted quality, cost and latency turn into a ranking. Pure functions.
+
+- quality:  highest predicted quality; cost breaks ties.
+- cost:     cheapest model whose predicted quality is within the calibrated margin of the best.
+- latency:  fastest model within the same margin.
+- balanced: highest utility = quality - weight * log10(cost / cheapest cost).
+Models are then ranked so that the fallbacks are the next-best choices under the same policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..catalog import ModelSpec
+
+PolicyName = Literal["quality", "cost", "balanced", "latency"]
+
+
+@dataclass
+class Candidate:
+    model: ModelSpec
+    predicted_quality: float
+    evidence: float
+    estimated_cost_usd: float
+    excluded: str | None = None
+    score: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eligible(self) -> bool:
+        return self.excluded is None
+
+    def public(self, rank: int | None) -> dict[str, object]:
+        return {
+            "model": self.model.id,
+            "rank": rank,
+            "tier": self.model.tier,
+            "predicted_quality": round(self.predicted_quality, 4),
+            "evidence": round(self.evidence, 2),
+            "estimated_cost_usd": round(self.estimated_cost_usd, 8),
+            "latency_ms_p50": self.model.latency_ms_p50,
+            "score": round(self.score, 4),
+            "eligible": self.eligible,
+            "reason": self.excluded or "; ".join(self.notes) or "eligible",
+        }
+
+
+def rank(
+    candidates: list[Candidate],
+    policy: PolicyName,
+    *,
+    margin: float,
+    cost_weight: float,
+) -> list[Candidate]:
+    """Eligible candidates, best first, with `score` and a kept-because note set on each."""
+    pool = [c for c in candidates if c.eligible]
+    if not pool:
+        return []
+    best_q = max(c.predicted_quality for c in pool)
+    if policy == "quality":
+        for c in pool:
+            c.score = c.predicted_quality
+        ordered = sorted(pool, key=lambda c: (-c.predicted_quality, c.estimated_cost_usd, c.model.id))
+        ordered[0].notes.append("highest predicted quality")
+        return ordered
+    if policy in ("cost", "latency"):
+
+        def axis(c: Candidate) -> float:
+            return c.estimated_cost_usd if policy == "cost" else c.model.latency_ms_p50
+
+        within = [c for c in pool if c.predicted_quality >= best_q - margin]
+        rest = [c for c in pool if c.predicted_quality < best_q - margin]
+        within.sort(key=lambda c: (axis(c), -c.predicted_quality, c.model.id))
+        rest.sort(key=lambda c: (-c.predicted_quality, axis(c), c.model.id))
+        for c in within:
+            c.score = -axis(c)
+            c.notes.append(f"within {margin:.3f} of the best predicted quality")
+        for c in rest:
+            c.score = c.predicted_quality - best_q
+            c.notes.append(f"more than {margin:.3f} below the best predicted quality")
+        word = "cheapest" if policy == "cost" else "fastest"
+        if within:
+            within[0].notes.insert(0, word)
+        return within + rest
+    # balanced
+    cheapest = max(min(c.estimated_cost_usd for c in pool), 1e-12)
+    for c in pool:
+        ratio = max(c.estimated_cost_usd, 1e-12) / cheapest
+        c.score = c.predicted_quality - cost_weight * math.log10(ratio)
+    ordered = sorted(pool, key=lambda c: (-c.score, c.estimated_cost_usd, c.model.id))
+    ordered[0].notes.append("best quality for its cost")
+    return ordered

@@ -1,0 +1,216 @@
+"""The routing decision: constraints -> predicted quality -> policy -> ranked models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..catalog import Catalog, ModelSpec
+from ..encoders.base import AsyncEncoder, Encoder
+from ..errors import InvalidRequest, NoEligibleModel
+from ..index.base import ExampleIndex
+from .examples import Neighbour
+from .policy import Candidate, PolicyName, rank
+from .predictor import PredictorParams, predict_qualities
+
+log = logging.getLogger(__name__)
+
+# When the caller sets no max_tokens, cost is estimated for an answer of this many tokens.
+DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
+
+
+@dataclass
+class RoutingRequest:
+    prompt: str
+    policy: PolicyName
+    explicit_model: str | None = None
+    needs: frozenset[str] = frozenset()
+    prompt_tokens: int = 0
+    max_output_tokens: int | None = None
+    allowed_models: Collection[str] | None = None
+    exclude_models: Collection[str] = ()
+    max_cost_usd: float | None = None
+    min_quality: float | None = None
+    tenant: str | None = None
+    tenant_allowed_models: Collection[str] | None = None
+
+
+@dataclass
+class Decision:
+    chosen: ModelSpec
+    policy: PolicyName
+    ranked: list[Candidate]
+    candidates: list[Candidate]
+    neighbours: list[Neighbour]
+    decision_ms: float
+    index_status: str = "ok"
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def fallbacks(self) -> list[ModelSpec]:
+        return [c.model for c in self.ranked[1:]]
+
+    def public(self) -> dict[str, object]:
+        position = {id(c): n for n, c in enumerate(self.ranked, start=1)}
+        rows = [c.public(position.get(id(c))) for c in self.ranked]
+        rows += [c.public(None) for c in self.candidates if not c.eligible]
+        top = self.ranked[0]
+        return {
+            "model": self.chosen.id,
+            "policy": self.policy,
+            "predicted_quality": round(top.predicted_quality, 4),
+            "estimated_cost_usd": round(top.estimated_cost_usd, 8),
+            "reason": top.notes[0] if top.notes else "only eligible model",
+            "fallbacks": [m.id for m in self.fallbacks],
+            "candidates": rows,
+            "neighbours": [{"id": n.id, "similarity": round(n.similarity, 4)} for n in self.neighbours],
+            "index": self.index_status,
+            "decision_ms": round(self.decision_ms, 3),
+        }
+
+
+class Router:
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Encoder | AsyncEncoder,
+        index: ExampleIndex,
+        *,
+        params: PredictorParams | None = None,
+        priors: dict[str, float] | None = None,
+        margin: float = 0.04,
+        cost_weight: float = 0.05,
+        index_timeout_s: float = 2.0,
+    ) -> None:
+        self.catalog = catalog
+        self.encoder = encoder
+        self.index = index
+        self.params = params or PredictorParams()
+        self.priors = dict(priors or {})
+        self.margin = margin
+        self.cost_weight = cost_weight
+        self.index_timeout_s = index_timeout_s
+
+    def prior_for(self, model: ModelSpec) -> float:
+        for key in model.label_keys:
+            if key in self.priors:
+                return self.priors[key]
+        return model.quality_prior
+
+    async def encode(self, text: str) -> np.ndarray:
+        if isinstance(self.encoder, AsyncEncoder):
+            vectors = await self.encoder.aencode([text])
+        else:
+            vectors = self.encoder.encode([text])
+        row: np.ndarray = vectors[0]
+        return row
+
+    async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[list[Neighbour], str]:
+        try:
+            found = await asyncio.wait_for(
+                self.index.search(vector, self.params.k, tenant=tenant), self.index_timeout_s
+            )
+            return found, "ok"
+        except Exception as exc:  # any index failure: route on priors, say so
+            log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
+            return [], "index unavailable"
+
+    async def decide(self, req: RoutingRequest, *, open_circuits: Collection[str] = ()) -> Decision:
+        t0 = time.perf_counter()
+        models = self._models_for(req)
+        candidates = [self._candidate(m, req, open_circuits) for m in models]
+        live = [c for c in candidates if c.excluded is None]
+        neighbours: list[Neighbour] = []
+        index_status = "ok"
+        vector = None
+        if len(live) > 1 or req.min_quality is not None:
+            vector = await self.encode(req.prompt)
+            neighbours, index_status = await self.neighbours(vector, req.tenant)
+        self._predict(candidates, neighbours, index_status)
+        if req.min_quality is not None:
+            for c in candidates:
+                if c.eligible and c.predicted_quality < req.min_quality:
+                    c.excluded = f"predicted quality {c.predicted_quality:.3f} below min_quality {req.min_quality}"
+        ranked = rank(candidates, req.policy, margin=self.margin, cost_weight=self.cost_weight)
+        if not ranked:
+            reasons = "; ".join(f"{c.model.id}: {c.excluded}" for c in candidates) or "empty catalog"
+            raise NoEligibleModel(f"No model satisfies this request's constraints ({reasons}).")
+        return Decision(
+            chosen=ranked[0].model,
+            policy=req.policy,
+            ranked=ranked,
+            candidates=candidates,
+            neighbours=neighbours,
+            decision_ms=(time.perf_counter() - t0) * 1000,
+            index_status=index_status,
+            vector=vector,
+        )
+
+    # -- steps ----------------------------------------------------------------------------
+    def _models_for(self, req: RoutingRequest) -> list[ModelSpec]:
+        if req.explicit_model is not None:
+            spec = self.catalog.get(req.explicit_model)
+            limit = req.max_output_tokens
+            if limit is not None and limit > spec.max_output_tokens:
+                raise InvalidRequest(
+                    f"max_tokens {limit} exceeds {spec.id}'s limit of {spec.max_output_tokens}.",
+                    param="max_tokens",
+                    code="max_tokens_exceeded",
+                )
+            return [spec]
+        return self.catalog.enabled()
+
+    def _candidate(self, model: ModelSpec, req: RoutingRequest, open_circuits: Collection[str]) -> Candidate:
+        out_tokens = req.max_output_tokens or min(DEFAULT_EXPECTED_OUTPUT_TOKENS, model.max_output_tokens)
+        cost = model.cost_usd(req.prompt_tokens, out_tokens)
+        c = Candidate(model=model, predicted_quality=0.0, evidence=0.0, estimated_cost_usd=cost)
+        c.excluded = _exclusion(model, req, open_circuits, out_tokens, cost)
+        return c
+
+    def _predict(self, candidates: Sequence[Candidate], neighbours: Sequence[Neighbour], index_status: str) -> None:
+        estimates = predict_qualities(
+            neighbours,
+            [c.model.label_keys for c in candidates],
+            [self.prior_for(c.model) for c in candidates],
+            self.params,
+        )
+        for c, est in zip(candidates, estimates, strict=True):
+            c.predicted_quality = est.quality
+            c.evidence = est.evidence
+            if est.key is None:
+                c.notes.append("index unavailable" if index_status != "ok" else "prior only")
+
+
+def _exclusion(
+    model: ModelSpec,
+    req: RoutingRequest,
+    open_circuits: Collection[str],
+    out_tokens: int,
+    cost: float,
+) -> str | None:
+    if req.tenant_allowed_models is not None and model.id not in req.tenant_allowed_models:
+        return "not allowed for this tenant"
+    if req.allowed_models is not None and model.id not in req.allowed_models:
+        return "not in routing.allowed_models"
+    if model.id in req.exclude_models:
+        return "in routing.exclude_models"
+    missing = req.needs - model.capabilities
+    if missing:
+        return f"lacks capability: {', '.join(sorted(missing))}"
+    if req.max_output_tokens is not None and req.max_output_tokens > model.max_output_tokens:
+        return f"max_tokens above its limit of {model.max_output_tokens}"
+    if req.prompt_tokens + out_tokens > model.context_window:
+        return (
+            f"context window {model.context_window} too small for ~{req.prompt_tokens} prompt "
+            f"+ {out_tokens} output tokens"
+        )
+    if req.max_cost_usd is not None and cost > req.max_cost_usd:
+        return f"estimated cost ${cost:.6f} above max_cost_usd ${req.max_cost_usd}"
+    if model.id in open_circuits:
+        return "circuit open"
+    return None

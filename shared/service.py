@@ -1,0 +1,538 @@
+"""route -> cache -> call (retries, fallback) -> account: the one path HTTP and Service Bus share."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from .auth.base import Principal
+from .cache.base import KeyValueCache
+from .cache.keys import is_deterministic, response_cache_key
+from .catalog import Catalog, ModelSpec
+from .config import Settings
+from .errors import (
+    ProviderNotConfigured,
+    RouterError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from .metrics import (
+    CACHE,
+    COST_USD,
+    DECISION_MS,
+    FALLBACKS,
+    OVERHEAD_MS,
+    REQUESTS,
+    RETRIES,
+    TOKENS,
+    UPSTREAM_ERRORS,
+    UPSTREAM_MS,
+)
+from .providers.base import Chunk, Completion, Timeouts
+from .providers.registry import ProviderRegistry
+from .resilience import CircuitBreaker, Deadline, with_retries
+from .routing.policy import PolicyName
+from .routing.router import Decision, Router, RoutingRequest
+from .schemas import POLICY_ALIASES, ChatCompletionRequest
+from .store.base import RequestLogRow, RequestLogSink
+from .tokens import estimate_prompt_tokens, estimate_text_tokens
+
+log = logging.getLogger(__name__)
+
+
+class QuotaGuard(Protocol):
+    """Admits a request before the upstream call and settles its real usage after it."""
+
+    async def admit(self, principal: Principal, est_tokens: int, est_cost_usd: float) -> Any: ...
+
+    async def settle(self, reservation: Any, tokens: int, cost_usd: float) -> None: ...
+
+
+@dataclass
+class ChatOutcome:
+    request_id: str
+    decision: Decision | None
+    headers: dict[str, str]
+    completion: Completion | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass
+class _Attempt:
+    model: ModelSpec
+    upstream_ms: float
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+class RouterService:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        router: Router,
+        providers: ProviderRegistry,
+        circuit: CircuitBreaker,
+        request_log: RequestLogSink,
+        cache: KeyValueCache | None = None,
+        quota: QuotaGuard | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.router = router
+        self.providers = providers
+        self.circuit = circuit
+        self.request_log = request_log
+        self.cache = cache
+        self.quota = quota
+        self.timeouts = Timeouts(
+            connect_s=settings.upstream_connect_timeout_s,
+            read_s=settings.upstream_read_timeout_s,
+            stream_idle_s=settings.stream_idle_timeout_s,
+        )
+
+    # -- decision ---------------------------------------------------------------------------
+    def routing_request(self, req: ChatCompletionRequest, principal: Principal | None) -> RoutingRequest:
+        model = req.model
+        opts = req.routing
+        explicit = None
+        policy: PolicyName | None = opts.policy if opts and opts.policy else None
+        if model in POLICY_ALIASES:
+            policy = POLICY_ALIASES[model] or policy
+        else:
+            explicit = model
+        return RoutingRequest(
+            prompt=req.prompt_text(),
+            policy=policy or self.settings.default_policy,
+            explicit_model=explicit,
+            needs=frozenset(req.needs_capabilities()),
+            prompt_tokens=estimate_prompt_tokens(req),
+            max_output_tokens=req.output_limit,
+            allowed_models=opts.allowed_models if opts else None,
+            exclude_models=(opts.exclude_models or ()) if opts else (),
+            max_cost_usd=opts.max_cost_usd if opts else None,
+            min_quality=opts.min_quality if opts else None,
+            tenant=principal.tenant if principal else None,
+        )
+
+    async def decide(self, req: ChatCompletionRequest, principal: Principal | None) -> Decision:
+        rreq = self.routing_request(req, principal)
+        decision = await self.router.decide(rreq, open_circuits=await self.circuit.open_models())
+        DECISION_MS.observe(decision.decision_ms)
+        return decision
+
+    # -- chat -------------------------------------------------------------------------------
+    async def chat(
+        self,
+        req: ChatCompletionRequest,
+        principal: Principal,
+        *,
+        request_id: str,
+        cache_control: str | None = None,
+        source: str = "http",
+    ) -> ChatOutcome:
+        t0 = time.perf_counter()
+        deadline = Deadline(self.settings.request_deadline_s)
+        row = RequestLogRow(
+            id=request_id,
+            tenant=principal.tenant,
+            requested_model=req.model,
+            policy=None,
+            chosen_model=None,
+            decision=None,
+            cache="bypass",
+            stream=bool(req.stream),
+            source=source,
+            prompt_text=req.prompt_text() if self.settings.log_prompts else None,
+        )
+        try:
+            decision = await self.decide(req, principal)
+        except RouterError as exc:
+            self._finish_error(row, exc, t0)
+            raise
+        row.policy = "explicit" if req.model not in POLICY_ALIASES else decision.policy
+        row.chosen_model = decision.chosen.id
+        row.decision = _decision_summary(decision)
+        headers = {
+            "x-request-id": request_id,
+            "x-router-model": decision.chosen.id,
+            "x-router-policy": row.policy,
+        }
+
+        cache_key = self._cache_key(req, principal, cache_control)
+        store_in_cache = cache_key is not None and "no-store" not in (cache_control or "").lower()
+        if cache_key is not None and "no-cache" not in (cache_control or "").lower():
+            cached = await self._cache_get(cache_key)
+            if cached is not None:
+                return self._replay(cached, req, row, headers, t0)
+            row.cache = "miss"
+        elif cache_key is not None:
+            row.cache = "bypass"
+
+        reservation = None
+        if self.quota is not None:
+            est = decision.ranked[0]
+            try:
+                reservation = await self.quota.admit(
+                    principal,
+                    estimate_prompt_tokens(req) + (req.output_limit or 0),
+                    est.estimated_cost_usd,
+                )
+            except RouterError as exc:
+                self._finish_error(row, exc, t0)
+                raise
+
+        if req.stream:
+            return await self._stream(
+                req, decision, row, headers, t0, deadline, cache_key if store_in_cache else None, reservation
+            )
+
+        try:
+            completion, attempt = await self._call_ranked(
+                decision, deadline, lambda p, m: p.complete(req, m, self.timeouts)
+            )
+        except RouterError as exc:
+            await self._settle(reservation, 0, 0.0)
+            self._finish_error(row, exc, t0)
+            raise
+        model = attempt.model
+        completion["model"] = model.id
+        usage = completion.get("usage") or {}
+        prompt_tokens, completion_tokens, usage_source = _usage_numbers(usage, req, completion)
+        if not usage:
+            completion["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+        cost = model.cost_usd(prompt_tokens, completion_tokens)
+        await self._settle(reservation, prompt_tokens + completion_tokens, cost)
+        total_ms = (time.perf_counter() - t0) * 1000
+        overhead = max(0.0, total_ms - attempt.upstream_ms)
+        row.chosen_model = model.id
+        row.prompt_tokens, row.completion_tokens, row.cost_usd = prompt_tokens, completion_tokens, cost
+        row.usage_source = usage_source
+        row.latency_ms, row.upstream_ms, row.overhead_ms = total_ms, attempt.upstream_ms, overhead
+        row.fallbacks = attempt.fallbacks
+        headers.update(self._timing_headers(model, overhead, attempt, row.cache))
+        self._account(row)
+        if store_in_cache and cache_key is not None:
+            await self._cache_set(cache_key, completion)
+        return ChatOutcome(request_id=request_id, decision=decision, headers=headers, completion=completion)
+
+    # -- streaming --------------------------------------------------------------------------
+    async def _stream(
+        self,
+        req: ChatCompletionRequest,
+        decision: Decision,
+        row: RequestLogRow,
+        headers: dict[str, str],
+        t0: float,
+        deadline: Deadline,
+        cache_key: str | None,
+        reservation: Any,
+    ) -> ChatOutcome:
+        async def open_stream(provider: Any, model: ModelSpec) -> tuple[Chunk, AsyncIterator[Chunk]]:
+            it = provider.stream(req, model, self.timeouts).__aiter__()
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
+                raise UpstreamUnavailable(f"{model.id} closed the stream without data.", model=model.id) from None
+            return first, it
+
+        try:
+            (first, rest), attempt = await self._call_ranked(decision, deadline, open_stream)
+        except RouterError as exc:
+            await self._settle(reservation, 0, 0.0)
+            self._finish_error(row, exc, t0)
+            raise
+        model = attempt.model
+        first_byte_ms = (time.perf_counter() - t0) * 1000
+        overhead = max(0.0, first_byte_ms - attempt.upstream_ms)
+        headers.update(self._timing_headers(model, overhead, attempt, row.cache))
+        row.chosen_model = model.id
+        row.fallbacks = attempt.fallbacks
+        wants_usage = req.wants_usage_in_stream
+
+        async def body() -> AsyncIterator[bytes]:
+            text_parts: list[str] = []
+            finish_reason: str | None = None
+            usage: dict[str, Any] | None = None
+            completed = False
+            cacheable = cache_key is not None
+            meta: dict[str, Any] = {"id": first.get("id"), "created": first.get("created")}
+            try:
+                chunk: Chunk | None = first
+                while chunk is not None:
+                    chunk["model"] = model.id
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    choices = chunk.get("choices") or []
+                    for ch in choices:
+                        delta = ch.get("delta") or {}
+                        if delta.get("content"):
+                            text_parts.append(delta["content"])
+                        if delta.get("tool_calls"):
+                            cacheable = False
+                        if ch.get("finish_reason"):
+                            finish_reason = ch["finish_reason"]
+                    if choices or wants_usage:
+                        if not wants_usage and "usage" in chunk:
+                            chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                        yield sse(chunk)
+                    chunk = await _next_or_none(rest)
+                completed = True
+            except UpstreamError as exc:
+                # bytes are already with the caller: no fallback now; end with an error event
+                row.status, row.error_code = exc.status, exc.code
+                UPSTREAM_ERRORS.labels(model.id, exc.reason).inc()
+                yield sse(exc.body())
+            finally:
+                total_ms = (time.perf_counter() - t0) * 1000
+                if usage:
+                    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                    row.usage_source = "provider"
+                else:
+                    pt = estimate_prompt_tokens(req)
+                    ct = estimate_text_tokens("".join(text_parts))
+                    row.usage_source = "estimated"
+                cost = model.cost_usd(pt, ct)
+                row.prompt_tokens, row.completion_tokens, row.cost_usd = pt, ct, cost
+                row.latency_ms, row.upstream_ms, row.overhead_ms = total_ms, total_ms - overhead, overhead
+                await self._settle(reservation, pt + ct, cost)
+                self._account(row)
+            yield SSE_DONE
+            if completed and cacheable and cache_key is not None:
+                completion = _completion_from_stream(meta, model.id, "".join(text_parts), finish_reason, usage)
+                await self._cache_set(cache_key, completion)
+
+        return ChatOutcome(request_id=row.id, decision=decision, headers=headers, stream=body())
+
+    # -- the retry / fallback loop --------------------------------------------------------------
+    async def _call_ranked(
+        self,
+        decision: Decision,
+        deadline: Deadline,
+        call: Callable[[Any, ModelSpec], Awaitable[Any]],
+    ) -> tuple[Any, _Attempt]:
+        candidates = [c.model for c in decision.ranked][: 1 + self.settings.max_fallbacks]
+        fallbacks: list[dict[str, str]] = []
+        not_configured: ProviderNotConfigured | None = None
+        last_error: RouterError | None = None
+        for pos, model in enumerate(candidates):
+            nxt = candidates[pos + 1].id if pos + 1 < len(candidates) else None
+            try:
+                provider = self.providers.for_model(model)
+            except ProviderNotConfigured as exc:
+                not_configured = not_configured or exc
+                if nxt:
+                    fallbacks.append({"from": model.id, "to": nxt, "reason": "not_configured"})
+                continue
+            t_call = time.perf_counter()
+
+            def on_retry(exc: BaseException, attempt: int, model_id: str = model.id) -> None:
+                RETRIES.labels(model_id, getattr(exc, "reason", "error")).inc()
+
+            try:
+                result = await with_retries(
+                    functools.partial(call, provider, model),
+                    attempts=self.settings.max_attempts_per_model,
+                    deadline=deadline,
+                    on_retry=on_retry,
+                )
+            except UpstreamError as exc:
+                UPSTREAM_ERRORS.labels(model.id, exc.reason).inc()
+                if exc.transient:
+                    await self.circuit.record_failure(model.id)
+                last_error = exc
+                if nxt and exc.reason in self.settings.fallback_reasons and not deadline.expired:
+                    fallbacks.append({"from": model.id, "to": nxt, "reason": exc.reason})
+                    FALLBACKS.labels(model.id, nxt, exc.reason).inc()
+                    log.warning("fallback %s -> %s (%s)", model.id, nxt, exc.reason)
+                    continue
+                raise
+            upstream_ms = (time.perf_counter() - t_call) * 1000
+            UPSTREAM_MS.labels(model.id).observe(upstream_ms)
+            await self.circuit.record_success(model.id)
+            return result, _Attempt(model=model, upstream_ms=upstream_ms, fallbacks=fallbacks)
+        if last_error is not None:
+            raise last_error
+        assert not_configured is not None
+        raise not_configured
+
+    # -- cache ---------------------------------------------------------------------------------
+    def _cache_key(self, req: ChatCompletionRequest, principal: Principal, cache_control: str | None) -> str | None:
+        if self.cache is None or not self.settings.cache_enabled:
+            return None
+        opted = req.routing.cache if req.routing else None
+        if opted is False:
+            return None
+        if not (is_deterministic(req) or opted or self.settings.cache_nondeterministic):
+            return None
+        return response_cache_key(req, principal.tenant)
+
+    async def _cache_get(self, key: str) -> Completion | None:
+        assert self.cache is not None
+        try:
+            raw = await self.cache.get(key)
+        except Exception as exc:  # a cache outage bypasses the cache
+            log.warning("cache get failed, bypassing: %s", type(exc).__name__)
+            CACHE.labels("response", "error").inc()
+            return None
+        CACHE.labels("response", "hit" if raw else "miss").inc()
+        return orjson.loads(raw) if raw else None
+
+    async def _cache_set(self, key: str, completion: Completion) -> None:
+        assert self.cache is not None
+        try:
+            await self.cache.set(key, orjson.dumps(completion), self.settings.cache_ttl_s)
+        except Exception as exc:
+            log.warning("cache set failed: %s", type(exc).__name__)
+
+    def _replay(
+        self,
+        cached: Completion,
+        req: ChatCompletionRequest,
+        row: RequestLogRow,
+        headers: dict[str, str],
+        t0: float,
+    ) -> ChatOutcome:
+        row.cache = "hit"
+        row.chosen_model = cached.get("model", row.chosen_model)
+        total_ms = (time.perf_counter() - t0) * 1000
+        row.latency_ms = row.overhead_ms = total_ms
+        row.usage_source = "none"
+        headers.update(
+            {
+                "x-router-model": str(cached.get("model")),
+                "x-router-cache": "hit",
+                "x-router-overhead-ms": f"{total_ms:.2f}",
+                "x-router-upstream-ms": "0",
+            }
+        )
+        self._account(row)
+        if not req.stream:
+            return ChatOutcome(request_id=row.id, decision=None, headers=headers, completion=cached)
+
+        async def replay() -> AsyncIterator[bytes]:
+            for chunk in _chunks_from_completion(cached, req.wants_usage_in_stream):
+                yield sse(chunk)
+            yield SSE_DONE
+
+        return ChatOutcome(request_id=row.id, decision=None, headers=headers, stream=replay())
+
+    # -- accounting ----------------------------------------------------------------------------
+    def _timing_headers(self, model: ModelSpec, overhead: float, attempt: _Attempt, cache: str) -> dict[str, str]:
+        h = {
+            "x-router-model": model.id,
+            "x-router-overhead-ms": f"{overhead:.2f}",
+            "x-router-upstream-ms": f"{attempt.upstream_ms:.2f}",
+            "x-router-cache": cache,
+        }
+        if attempt.fallbacks:
+            h["x-router-fallbacks"] = ",".join(f"{f['from']}>{f['to']}:{f['reason']}" for f in attempt.fallbacks)
+        return h
+
+    async def _settle(self, reservation: Any, tokens: int, cost: float) -> None:
+        if self.quota is not None and reservation is not None:
+            try:
+                await self.quota.settle(reservation, tokens, cost)
+            except Exception:
+                log.exception("quota settle failed")
+
+    def _finish_error(self, row: RequestLogRow, exc: RouterError, t0: float) -> None:
+        row.status = exc.status
+        row.error_code = exc.code
+        row.latency_ms = (time.perf_counter() - t0) * 1000
+        self._account(row)
+
+    def _account(self, row: RequestLogRow) -> None:
+        model = row.chosen_model or "none"
+        REQUESTS.labels(model, row.policy or "none", str(row.status), row.cache).inc()
+        if row.status < 400 or row.prompt_tokens:
+            OVERHEAD_MS.observe(row.overhead_ms)
+            TOKENS.labels(model, "input").inc(row.prompt_tokens)
+            TOKENS.labels(model, "output").inc(row.completion_tokens)
+            COST_USD.labels(model).inc(row.cost_usd)
+        self.request_log.record(row)
+
+
+async def _next_or_none(it: AsyncIterator[Chunk]) -> Chunk | None:
+    try:
+        return await it.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _usage_numbers(usage: dict[str, Any], req: ChatCompletionRequest, completion: Completion) -> tuple[int, int, str]:
+    if usage and ("prompt_tokens" in usage or "completion_tokens" in usage):
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), "provider"
+    text = ""
+    for ch in completion.get("choices") or []:
+        text += (ch.get("message") or {}).get("content") or ""
+    return estimate_prompt_tokens(req), estimate_text_tokens(text), "estimated"
+
+
+def _decision_summary(d: Decision) -> dict[str, Any]:
+    return {
+        "policy": d.policy,
+        "chosen": d.chosen.id,
+        "fallbacks": [m.id for m in d.fallbacks],
+        "predicted_quality": {c.model.id: round(c.predicted_quality, 4) for c in d.ranked},
+        "neighbours": len(d.neighbours),
+        "index": d.index_status,
+        "decision_ms": round(d.decision_ms, 3),
+    }
+
+
+def _completion_from_stream(
+    meta: dict[str, Any], model: str, text: str, finish: str | None, usage: dict[str, Any] | None
+) -> Completion:
+    return {
+        "id": meta.get("id") or "chatcmpl-cached",
+        "object": "chat.completion",
+        "created": meta.get("created") or int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish or "stop",
+            }
+        ],
+        "usage": usage or {},
+    }
+
+
+def _chunks_from_completion(c: Completion, with_usage: bool) -> list[Chunk]:
+    base = {"id": c.get("id"), "object": "chat.completion.chunk", "created": c.get("created"), "model": c.get("model")}
+    choice = (c.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    chunks: list[Chunk] = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+    ]
+    if message.get("content"):
+        chunks.append(
+            {**base, "choices": [{"index": 0, "delta": {"content": message["content"]}, "finish_reason": None}]}
+        )
+    if message.get("tool_calls"):
+        calls = [{**tc, "index": i} for i, tc in enumerate(message["tool_calls"])]
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]})
+    chunks.append(
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]}
+    )
+    if with_usage:
+        chunks.append({**base, "choices": [], "usage": c.get("usage") or {}})
+    return chunks

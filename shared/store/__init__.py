@@ -1,0 +1,1 @@
+"""Durable records: request log, usage, feedback, jobs, backup checks."""
