@@ -66,9 +66,17 @@ class FunctionIndex:
     timers: list[tuple[str, str, bool, Callable[..., Any], str]]
 
 
+_INDEXED: dict[int, FunctionIndex] = {}
+
+
 def index_functions(app: func.FunctionApp) -> FunctionIndex:
-    """Read the app's functions and bindings. get_functions() may be called once per app."""
+    """Read the app's functions and bindings. get_functions() may be called only once per app
+    (a second call raises), so the result is kept."""
+    cached = _INDEXED.get(id(app))
+    if cached is not None:
+        return cached
     idx = FunctionIndex([], [], [])
+    _INDEXED[id(app)] = idx
     for fn in app.get_functions():
         trigger = fn.get_trigger()
         if trigger is None:

@@ -1,0 +1,154 @@
+"""Shared fixtures: a fake OpenAI-compatible upstream on loopback, a catalog pointing at it,
+the starter examples index (built once), and app contexts wired from real components."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.catalog import Catalog, ModelSpec
+from shared.config import Settings
+from shared.context import AppContext, build_local_index, set_context
+from shared.encoders.hashing import HashingEncoder
+from shared.index.local import LocalIndex
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.server import ServerThread
+
+pytest_plugins = ["tests.plugins.databases", "tests.plugins.auth_tokens", "tests.plugins.weaviate_fake"]
+
+ROOT = Path(__file__).resolve().parent.parent
+MMLU_DIR = ROOT.parent / "shared" / "data" / "routing-eval" / "mmlu"
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server() -> Iterator[tuple[FakeOpenAI, ServerThread]]:
+    fake = FakeOpenAI(hang_s=5.0)
+    with ServerThread(fake.app) as server:
+        yield fake, server
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server: tuple[FakeOpenAI, ServerThread]) -> FakeOpenAI:
+    fake, _ = fake_openai_server
+    fake.script.clear()
+    fake.requests.clear()
+    fake.headers.clear()
+    return fake
+
+
+@pytest.fixture
+def upstream_url(fake_openai_server: tuple[FakeOpenAI, ServerThread]) -> str:
+    return fake_openai_server[1].url + "/v1"
+
+
+def local_models(base_url: str) -> list[ModelSpec]:
+    common: dict[str, Any] = {
+        "provider": "openai",
+        "base_url": base_url,
+        "context_window": 32_000,
+        "max_output_tokens": 4096,
+        "capabilities": frozenset({"tools", "json"}),
+    }
+    return [
+        ModelSpec(
+            id="big",
+            upstream_model="big-upstream",
+            tier="frontier",
+            input_usd_per_mtok=2.0,
+            output_usd_per_mtok=8.0,
+            quality_prior=0.8,
+            latency_ms_p50=900,
+            **common,
+        ),
+        ModelSpec(
+            id="small",
+            upstream_model="small-upstream",
+            tier="economy",
+            input_usd_per_mtok=0.1,
+            output_usd_per_mtok=0.4,
+            quality_prior=0.68,
+            latency_ms_p50=200,
+            **common,
+        ),
+    ]
+
+
+@pytest.fixture
+def catalog(upstream_url: str) -> Catalog:
+    return Catalog(local_models(upstream_url), {"gemini-1.5-pro": "gemini-2.5-pro", "text-bison": "gemini-2.5-flash"})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        auth_enabled=False,
+        database_enabled=False,
+        embedded_data_dir=tmp_path / "data",
+        request_deadline_s=10.0,
+        upstream_read_timeout_s=2.0,
+        stream_idle_timeout_s=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def starter_index() -> tuple[HashingEncoder, LocalIndex, dict[str, float]]:
+    """The shipped starter examples, encoded once for the session. Read-only by convention."""
+    import asyncio
+
+    s = Settings()
+    encoder = HashingEncoder(dim=s.encoder_dim)
+    index, priors = asyncio.run(build_local_index(s, encoder))
+    return encoder, index, priors
+
+
+ContextFactory = Callable[..., Awaitable[AppContext]]
+
+
+@pytest.fixture
+async def make_context(
+    settings: Settings, catalog: Catalog, starter_index: tuple[HashingEncoder, LocalIndex, dict[str, float]]
+) -> AsyncIterator[ContextFactory]:
+    """Build an AppContext from real components and install it as the process context."""
+    made: list[AppContext] = []
+
+    async def factory(**overrides: Any) -> AppContext:
+        encoder, index, priors = starter_index
+        s = overrides.pop("settings", settings)
+        overrides.setdefault("catalog", catalog)
+        overrides.setdefault("encoder", encoder)
+        overrides.setdefault("index", index)
+        overrides.setdefault("priors", priors)
+        ctx = await AppContext.create(s, **overrides)
+        made.append(ctx)
+        set_context(ctx)
+        return ctx
+
+    yield factory
+    set_context(None)
+    for ctx in made:
+        # the session index is shared: do not close it
+        ctx.index = LocalIndex(1)
+        await ctx.close()
+
+
+@pytest.fixture
+async def ctx(make_context: ContextFactory) -> AppContext:
+    return await make_context()
+
+
+@pytest.fixture
+async def client(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client speaking to function_app.app through the local host's ASGI app."""
+    import function_app
+    from shared.devhost import build_app
+    from shared.queue.local import LocalBus
+
+    app = build_app(function_app.app, bus=LocalBus(), timers=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://router.test") as c:
+        yield c

@@ -1,0 +1,1 @@
+"""pytest fixtures (plugin module, registered in tests/conftest.py)."""
