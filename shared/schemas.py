@@ -201,10 +201,19 @@ class ChatCompletionRequest(_Strict):
 
 
 def _loc(err: Any) -> str | None:
-    parts = [str(p) for p in err.get("loc", ()) if not isinstance(p, int) or True]
-    # drop discriminator/union branch names pydantic inserts (e.g. 'str', 'list[...]')
-    cleaned = [p for p in parts if not p.startswith(("list[", "function-", "tagged-union")) and p != "str"]
-    return ".".join(cleaned) or None
+    """The field path in OpenAI's style (`messages[0].role`), without pydantic's union-branch names."""
+    out = ""
+    for part in err.get("loc", ()):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = str(part)
+        if text in {"str", "int", "float", "bool", "dict", "list", "none"} or "[" in text or text.startswith(("function-", "tagged-union")):
+            continue
+        if text in {"text", "image_url", "input_audio", "file", "refusal"} and out.endswith("]"):
+            continue  # discriminator tag of a content part
+        out += f".{text}" if out else text
+    return out or None
 
 
 def parse_chat_request(body: bytes | str) -> ChatCompletionRequest:
