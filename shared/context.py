@@ -13,13 +13,14 @@ from .auth.base import ANONYMOUS, Authenticator, Principal
 from .cache.base import KeyValueCache
 from .cache.memory import MemoryCache
 from .catalog import Catalog
+from .circuit.base import CircuitBreaker
+from .circuit.memory import MemoryCircuitBreaker
 from .config import Settings, get_settings
 from .encoders.base import AsyncEncoder, Encoder
 from .encoders.hashing import HashingEncoder
 from .index.base import ExampleIndex
 from .index.local import LocalIndex
 from .providers.registry import ProviderRegistry
-from .resilience import CircuitBreaker, MemoryCircuitBreaker
 from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.predictor import PredictorParams, outcome_priors
 from .routing.router import Router

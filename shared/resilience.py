@@ -1,12 +1,12 @@
-"""Retries (tenacity, the only retry loop: provider SDK retries are off) and circuit breakers."""
+"""Retries: tenacity, the only retry loop (provider SDK retries are off). Circuit breakers are
+in shared/circuit/."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_any
 from tenacity.stop import stop_base
@@ -91,85 +91,3 @@ async def with_retries(
         with attempt:
             return await fn()
     raise AssertionError("unreachable: tenacity reraises the last error")
-
-
-# --- circuit breakers -------------------------------------------------------------------------
-
-
-class CircuitBreaker(Protocol):
-    async def open_models(self) -> set[str]: ...
-
-    async def record_success(self, model: str) -> None: ...
-
-    async def record_failure(self, model: str) -> None: ...
-
-    async def states(self) -> dict[str, str]: ...
-
-
-@dataclass
-class _Circuit:
-    failures: list[float] = field(default_factory=list)
-    opened_at: float | None = None
-    probing: bool = False
-
-
-class MemoryCircuitBreaker:
-    """N failures within a window open a model's circuit for a cooldown; then one probe
-    request is let through (half-open): success closes it, failure opens it again."""
-
-    def __init__(
-        self,
-        *,
-        failure_threshold: int = 5,
-        window_s: float = 30.0,
-        cooldown_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failure_threshold = failure_threshold
-        self.window_s = window_s
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._circuits: dict[str, _Circuit] = {}
-
-    def _state(self, c: _Circuit) -> str:
-        if c.opened_at is None:
-            return "closed"
-        if self._clock() - c.opened_at >= self.cooldown_s:
-            return "half_open"
-        return "open"
-
-    async def open_models(self) -> set[str]:
-        blocked = set()
-        for model, c in self._circuits.items():
-            state = self._state(c)
-            if state == "open":
-                blocked.add(model)
-            elif state == "half_open":
-                if c.probing:
-                    blocked.add(model)  # one probe at a time
-                else:
-                    c.probing = True
-        return blocked
-
-    async def record_success(self, model: str) -> None:
-        c = self._circuits.get(model)
-        if c is not None:
-            c.failures.clear()
-            c.opened_at = None
-            c.probing = False
-
-    async def record_failure(self, model: str) -> None:
-        c = self._circuits.setdefault(model, _Circuit())
-        now = self._clock()
-        if c.opened_at is not None and self._state(c) == "half_open":
-            c.opened_at = now  # the probe failed: open again
-            c.probing = False
-            return
-        c.failures = [t for t in c.failures if now - t < self.window_s]
-        c.failures.append(now)
-        if len(c.failures) >= self.failure_threshold:
-            c.opened_at = now
-            c.failures.clear()
-
-    async def states(self) -> dict[str, str]:
-        return {m: self._state(c) for m, c in self._circuits.items()}

@@ -15,6 +15,7 @@ from .auth.base import Principal
 from .cache.base import KeyValueCache
 from .cache.keys import is_deterministic, response_cache_key
 from .catalog import Catalog, ModelSpec
+from .circuit.base import CircuitBreaker
 from .config import Settings
 from .errors import (
     ProviderNotConfigured,
@@ -36,7 +37,7 @@ from .metrics import (
 )
 from .providers.base import Chunk, Completion, Timeouts
 from .providers.registry import ProviderRegistry
-from .resilience import CircuitBreaker, Deadline, with_retries
+from .resilience import Deadline, with_retries
 from .routing.policy import PolicyName
 from .routing.router import Decision, Router, RoutingRequest
 from .schemas import POLICY_ALIASES, ChatCompletionRequest

@@ -58,3 +58,33 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "httpcore", "azure", "urllib3", "google_genai", "grpc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --- tracing -------------------------------------------------------------------------------------
+
+TRACER_NAME = "llm-router"
+
+
+def configure_tracing(settings: Settings) -> str:
+    """Turn on export to Application Insights exactly once.
+
+    In Azure, PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true makes the Functions Python worker
+    configure Azure Monitor itself (host.json "telemetryMode": "OpenTelemetry"); configuring it
+    again here would double every span. Only without that (the local host, a plain container)
+    does APPLICATIONINSIGHTS_CONNECTION_STRING make the app call configure_azure_monitor().
+    """
+    if settings.python_applicationinsights_enable_telemetry:
+        return "functions-worker"
+    conn = settings.applicationinsights_connection_string
+    if conn is None:
+        return "off"
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
+    configure_azure_monitor(connection_string=conn.get_secret_value(), logger_name="shared")
+    return "azure-monitor"
+
+
+def tracer() -> Any:
+    from opentelemetry import trace
+
+    return trace.get_tracer(TRACER_NAME)

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from shared.config import Settings
-from shared.resilience import MemoryCircuitBreaker
+from shared.circuit.memory import MemoryCircuitBreaker
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -25,7 +25,9 @@ async def ranked(client: httpx.AsyncClient) -> list[str]:
     return [c["model"] for c in sorted((c for c in d["candidates"] if c["rank"]), key=lambda c: c["rank"])]
 
 
-async def test_429_with_retry_after_is_retried_on_the_same_model(client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
+async def test_429_with_retry_after_is_retried_on_the_same_model(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
     first = (await ranked(client))[0]
     before = metric("llm_router_retries_total", model=first, reason="rate_limited")
     fake_openai.push(f"{first}-upstream", "429")
@@ -56,7 +58,9 @@ async def test_explicit_model_does_not_fall_back(client: httpx.AsyncClient, fake
     assert r.json()["error"]["code"] == "upstream_unavailable"
 
 
-async def test_context_too_long_falls_back_but_is_not_retried(client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
+async def test_context_too_long_falls_back_but_is_not_retried(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
     first, second = (await ranked(client))[:2]
     fake_openai.push(f"{first}-upstream", "context")
     r = await client.post(CHAT, json=PROMPT)
@@ -65,7 +69,9 @@ async def test_context_too_long_falls_back_but_is_not_retried(client: httpx.Asyn
     assert r.headers["x-router-fallbacks"].endswith(":context_too_long")
 
 
-async def test_fallback_reasons_are_configurable(make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
+async def test_fallback_reasons_are_configurable(
+    make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
     await make_context(settings=settings.model_copy(update={"fallback_on": "rate_limited"}))
     first = (await ranked(client))[0]
     fake_openai.push(f"{first}-upstream", "500", "500")
@@ -73,8 +79,12 @@ async def test_fallback_reasons_are_configurable(make_context: ContextFactory, s
     assert r.status_code == 503
 
 
-async def test_a_hanging_model_times_out_and_falls_back(make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
-    await make_context(settings=settings.model_copy(update={"upstream_read_timeout_s": 0.5, "max_attempts_per_model": 1}))
+async def test_a_hanging_model_times_out_and_falls_back(
+    make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
+    await make_context(
+        settings=settings.model_copy(update={"upstream_read_timeout_s": 0.5, "max_attempts_per_model": 1})
+    )
     first, second = (await ranked(client))[:2]
     fake_openai.push(f"{first}-upstream", "hang")
     r = await client.post(CHAT, json=PROMPT)
@@ -82,7 +92,9 @@ async def test_a_hanging_model_times_out_and_falls_back(make_context: ContextFac
     assert r.headers["x-router-fallbacks"] == f"{first}>{second}:timeout"
 
 
-async def test_stream_failing_before_the_first_byte_falls_back(client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
+async def test_stream_failing_before_the_first_byte_falls_back(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
     first, second = (await ranked(client))[:2]
     fake_openai.push(f"{first}-upstream", "break_before", "break_before")
     r = await client.post(CHAT, json={**PROMPT, "stream": True})
@@ -92,7 +104,9 @@ async def test_stream_failing_before_the_first_byte_falls_back(client: httpx.Asy
     assert r.text.endswith("data: [DONE]\n\n")
 
 
-async def test_stream_failing_after_the_first_byte_ends_with_an_error_event(client: httpx.AsyncClient, fake_openai: FakeOpenAI) -> None:
+async def test_stream_failing_after_the_first_byte_ends_with_an_error_event(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI
+) -> None:
     first = (await ranked(client))[0]
     fake_openai.push(f"{first}-upstream", "break_after")
     r = await client.post(CHAT, json={**PROMPT, "stream": True})
@@ -138,7 +152,9 @@ async def test_failures_outside_the_window_do_not_open_the_circuit() -> None:
     assert await cb.open_models() == set()
 
 
-async def test_open_circuit_is_skipped_by_routing(client: httpx.AsyncClient, fake_openai: FakeOpenAI, make_context: ContextFactory) -> None:
+async def test_open_circuit_is_skipped_by_routing(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI, make_context: ContextFactory
+) -> None:
     ctx = await make_context()
     first, second = (await ranked(client))[:2]
     for _ in range(5):
@@ -147,11 +163,15 @@ async def test_open_circuit_is_skipped_by_routing(client: httpx.AsyncClient, fak
     assert r.headers["x-router-model"] == second
     assert fake_openai.calls(f"{first}-upstream") == []
     d = (await client.post("/api/v1/route", json=PROMPT)).json()
-    assert {"model": first, "reason": "circuit open"}.items() <= next(c for c in d["candidates"] if c["model"] == first).items()
+    assert {"model": first, "reason": "circuit open"}.items() <= next(
+        c for c in d["candidates"] if c["model"] == first
+    ).items()
 
 
 @pytest.mark.parametrize("status", ["500"])
-async def test_transient_failures_feed_the_circuit(client: httpx.AsyncClient, fake_openai: FakeOpenAI, make_context: ContextFactory, status: str) -> None:
+async def test_transient_failures_feed_the_circuit(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI, make_context: ContextFactory, status: str
+) -> None:
     ctx = await make_context()
     fake_openai.push("small-upstream", *([status] * 10))
     for _ in range(5):  # five failed requests (each after its retry) open the circuit

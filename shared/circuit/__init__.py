@@ -1,0 +1,1 @@
+"""Circuit breakers per model: in-process, or shared across replicas through Redis."""
