@@ -35,9 +35,17 @@ class GoogleAccessToken:
 
 
 class ProviderRegistry:
-    def __init__(self, settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        vertex_credentials: Any = None,
+    ) -> None:
         self.settings = settings
         self._http = http_client
+        # google-auth credentials for Vertex; None means GOOGLE_APPLICATION_CREDENTIALS_JSON or ADC
+        self._vertex_credentials = vertex_credentials
         self._providers: dict[str, Provider] = {}
         self._google_token: GoogleAccessToken | None = None
 
@@ -66,7 +74,7 @@ class ProviderRegistry:
                 )
             from .vertex import VertexProvider
 
-            vertex: Provider = VertexProvider.from_settings(s)
+            vertex: Provider = VertexProvider.from_settings(s, credentials=self._vertex_credentials)
             return vertex
         assert model.base_url is not None
         base_url = model.base_url
