@@ -33,17 +33,18 @@ class Settings(BaseSettings):
     model_catalog_path: Path = PACKAGE_DIR / "catalog.yaml"
     examples_path: Path = PACKAGE_DIR / "data" / "starter_examples.csv.gz"
     default_policy: Policy = "balanced"
-    routing_k: int = 40
-    routing_prior_strength: float = 4.0
-    routing_similarity_power: float = 4.0
+    routing_k: int = 200
+    routing_prior_strength: float = 5.0
+    routing_similarity_power: float = 1.0
     # Calibrated quality margin for the `cost` and `latency` policies: the cheapest/fastest
     # model whose predicted quality is within this margin of the best is chosen. Produced by
     # `python -m shared.cli calibrate` (see docs/routing-quality.md).
     cost_quality_margin: float = 0.04
     # `balanced` trades one unit of predicted quality against this many log10-dollars of cost.
     balanced_cost_weight: float = 0.05
-    encoder: Literal["hashing", "vertex"] = "hashing"
-    encoder_dim: int = 1024
+    encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"
+    encoder_state_path: Path = PACKAGE_DIR / "data" / "encoder_tfidf_svd.npz"
+    encoder_dim: int = 1024  # the `hashing` encoder's size (tfidf-svd's comes from its state)
     vertex_embedding_model: str = "text-embedding-005"
 
     # --- request limits -----------------------------------------------------------------------
@@ -75,6 +76,8 @@ class Settings(BaseSettings):
     cache_nondeterministic: bool = False
     semantic_cache_enabled: bool = False
     semantic_cache_threshold: float = 0.95
+    # Tenants whose single-turn requests use the semantic cache unless a request says otherwise.
+    semantic_cache_tenants: str = ""
     embedding_cache_ttl_s: int = 86_400
 
     # --- Weaviate -------------------------------------------------------------------------------
@@ -84,12 +87,21 @@ class Settings(BaseSettings):
     weaviate_grpc_port: int = 50051
     weaviate_grpc_secure: bool | None = None
     weaviate_timeout_s: float = 2.0
+    weaviate_insert_timeout_s: float = 60.0
     weaviate_collection: str = "LLMDocument"
+    # load the starter examples into a freshly created (empty) collection
+    weaviate_seed_examples: bool = True
     weaviate_backup_backend: str = "azure"
     backup_check_schedule: str = "0 0 */6 * * *"
     backup_max_age_hours: float = 24.0
     feedback_to_examples: bool = True
     store_prompt_text: bool = True
+    # Tenants whose prompt text may be kept for feedback examples ("*" = every tenant); for the
+    # others only the prompt's vector is kept (docs/weaviate.md "Feedback to examples").
+    store_prompt_text_tenants: str = "*"
+    feedback_prompt_ttl_s: int = 7 * 86_400
+    feedback_examples_schedule: str = "0 */5 * * * *"
+    backup_check_run_on_startup: bool = False
 
     # --- auth ---------------------------------------------------------------------------------------
     auth_enabled: bool = True

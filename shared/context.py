@@ -115,6 +115,15 @@ class AppContext:
 
 
 def build_encoder(s: Settings) -> Encoder | AsyncEncoder:
+    if s.encoder == "tfidf-svd":
+        from .encoders.tfidf_svd import TfidfSvdEncoder
+
+        if not s.encoder_state_path.exists():
+            raise FileNotFoundError(
+                f"encoder state not found at {s.encoder_state_path} (ENCODER_STATE_PATH); "
+                "create it with `python -m shared.cli encoder-fit`, or set ENCODER=hashing"
+            )
+        return TfidfSvdEncoder.load(s.encoder_state_path)
     if s.encoder == "hashing":
         return HashingEncoder(dim=s.encoder_dim)
     from .encoders.vertex import VertexEmbeddingEncoder

@@ -8,7 +8,7 @@ strong-call share is swept from 0 to 100%.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,16 +127,22 @@ class GainScorer:
         return scores, times
 
 
+EncoderFactory = Callable[[Sequence[str]], Encoder]
+
+
 def evaluate(
     data: Dataset,
-    encoder: Encoder,
+    make_encoder: EncoderFactory,
     params: PredictorParams,
     *,
     train_frac: float = 0.5,
     seed: int = 0,
     plot: Path | None = None,
 ) -> dict[str, Any]:
+    """The encoder is built from the training texts only (a fitted encoder learns its idf and
+    basis from the examples it will index, as production does from its example set)."""
     train, test = split(len(data.texts), train_frac, seed)
+    encoder = make_encoder([data.texts[i] for i in train])
     scorer = GainScorer(encoder, params)
     scorer.fit([data.texts[i] for i in train], data.strong[train], data.weak[train])
     scores, times = scorer.score_all([data.texts[i] for i in test])

@@ -12,8 +12,8 @@ import pytest
 
 from shared.catalog import Catalog, ModelSpec
 from shared.config import Settings
-from shared.context import AppContext, build_local_index, set_context
-from shared.encoders.hashing import HashingEncoder
+from shared.context import AppContext, build_encoder, build_local_index, set_context
+from shared.encoders.base import Encoder
 from shared.index.local import LocalIndex
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import ServerThread
@@ -96,12 +96,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def starter_index() -> tuple[HashingEncoder, LocalIndex, dict[str, float]]:
-    """The shipped starter examples, encoded once for the session. Read-only by convention."""
+def starter_index() -> tuple[Encoder, LocalIndex, dict[str, float]]:
+    """The shipped starter examples, encoded once for the session with the default encoder.
+    Read-only by convention."""
     import asyncio
 
     s = Settings()
-    encoder = HashingEncoder(dim=s.encoder_dim)
+    encoder = build_encoder(s)
+    assert isinstance(encoder, Encoder)
     index, priors = asyncio.run(build_local_index(s, encoder))
     return encoder, index, priors
 
@@ -111,7 +113,7 @@ ContextFactory = Callable[..., Awaitable[AppContext]]
 
 @pytest.fixture
 async def make_context(
-    settings: Settings, catalog: Catalog, starter_index: tuple[HashingEncoder, LocalIndex, dict[str, float]]
+    settings: Settings, catalog: Catalog, starter_index: tuple[Encoder, LocalIndex, dict[str, float]]
 ) -> AsyncIterator[ContextFactory]:
     """Build an AppContext from real components and install it as the process context."""
     made: list[AppContext] = []

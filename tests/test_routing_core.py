@@ -112,8 +112,9 @@ def test_predictor_shrinks_toward_prior_with_little_evidence() -> None:
     q_none = predict_qualities([], [("m",)], [prior], params)[0]
     assert q_none.quality == prior and q_none.key is None
     assert prior < q_one.quality < q_many.quality < 1.0
-    assert q_one.quality == pytest.approx((1 * 1.0 + 4 * 0.5) / (1 + 4))
-    assert q_many.evidence == pytest.approx(40.0)
+    assert q_one.quality == pytest.approx((0.9 * 1.0 + 4 * 0.5) / (0.9 + 4))
+    assert q_many.quality == pytest.approx((36 * 1.0 + 4 * 0.5) / (36 + 4))
+    assert q_many.evidence == pytest.approx(36.0)
 
 
 def test_predictor_uses_most_specific_outcome_key() -> None:
@@ -165,7 +166,9 @@ def _spec(id_: str, tier: str, price_in: float, price_out: float, latency: float
 
 
 def _cands(*rows: tuple[ModelSpec, float]) -> list[Candidate]:
-    return [Candidate(model=m, predicted_quality=q, evidence=10, estimated_cost_usd=m.cost_usd(1000, 500)) for m, q in rows]
+    return [
+        Candidate(model=m, predicted_quality=q, evidence=10, estimated_cost_usd=m.cost_usd(1000, 500)) for m, q in rows
+    ]
 
 
 def test_policies_rank_as_documented() -> None:
@@ -173,11 +176,15 @@ def test_policies_rank_as_documented() -> None:
     mid = _spec("mid", "balanced", 0.3, 2.5, 400)
     small = _spec("small", "economy", 0.1, 0.4, 200)
     rows = ((big, 0.82), (mid, 0.80), (small, 0.70))
-    assert [c.model.id for c in rank(_cands(*rows), "quality", margin=0.05, cost_weight=0.05)] == ["big", "mid", "small"]
+    assert [c.model.id for c in rank(_cands(*rows), "quality", margin=0.05, cost_weight=0.05)] == [
+        "big",
+        "mid",
+        "small",
+    ]
     # cost: cheapest within the margin of the best; the rest after, best first
     assert [c.model.id for c in rank(_cands(*rows), "cost", margin=0.05, cost_weight=0.05)] == ["mid", "big", "small"]
-    assert [c.model.id for c in rank(_cands(*rows), "cost", margin=0.2, cost_weight=0.05)][0] == "small"
-    assert [c.model.id for c in rank(_cands(*rows), "latency", margin=0.05, cost_weight=0.05)][0] == "mid"
+    assert next(c.model.id for c in rank(_cands(*rows), "cost", margin=0.2, cost_weight=0.05)) == "small"
+    assert next(c.model.id for c in rank(_cands(*rows), "latency", margin=0.05, cost_weight=0.05)) == "mid"
     # balanced: a 10x price must buy cost_weight quality per decade
     ranked = rank(_cands(*rows), "balanced", margin=0.05, cost_weight=0.05)
     by_id = {c.model.id: c.score for c in ranked}
@@ -215,7 +222,9 @@ async def test_router_constraints(router_parts: tuple[Catalog, LocalIndex], enco
     assert [c.model.id for c in d.ranked] == ["big"]
     assert any(c.excluded == "circuit open" for c in d.candidates)
     with pytest.raises(NoEligibleModel, match="small"):
-        await router.decide(RoutingRequest(prompt="x", policy="cost", needs=frozenset({"vision"}), exclude_models=["big"]))
+        await router.decide(
+            RoutingRequest(prompt="x", policy="cost", needs=frozenset({"vision"}), exclude_models=["big"])
+        )
     with pytest.raises(ModelRetired, match="use 'big'"):
         await router.decide(RoutingRequest(prompt="x", policy="cost", explicit_model="text-bison"))
     with pytest.raises(ModelNotFound):
@@ -243,7 +252,9 @@ async def test_router_falls_back_to_priors_when_the_index_fails(
 
 def test_starter_examples_ship_with_attribution() -> None:
     data = Path(__file__).resolve().parent.parent / "shared" / "data"
-    assert (data / "LICENSE-RouteLLM.txt").read_text().startswith(" ") or "Apache" in (data / "LICENSE-RouteLLM.txt").read_text()
+    assert (data / "LICENSE-RouteLLM.txt").read_text().startswith(" ") or "Apache" in (
+        data / "LICENSE-RouteLLM.txt"
+    ).read_text()
     assert "lm-sys/RouteLLM" in (data / "README.md").read_text()
     rows = list(read_labelled_csv(data / "starter_examples.csv.gz"))
     assert len(rows) == 14042

@@ -30,8 +30,9 @@ class ExampleIndex(Protocol):
         """Insert or replace by example id; returns how many were written."""
         ...
 
-    async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> list[Neighbour]:
-        """The k most similar examples visible to `tenant` (shared ones plus its own)."""
+    async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> Sequence[Neighbour]:
+        """The k most similar examples visible to `tenant` (shared ones plus its own), most
+        similar first. A `Neighbours` (arrays) or a list of Neighbour objects."""
         ...
 
     async def delete(self, ids: Sequence[str]) -> int: ...

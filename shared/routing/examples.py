@@ -6,9 +6,12 @@ import csv
 import gzip
 import io
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
+
+import numpy as np
 
 # Fixed namespace so that the same (source, content) always gets the same id, in every index.
 EXAMPLE_NAMESPACE = uuid.UUID("6f1c6a52-4a8e-4d0f-9d43-0b7f6f3e2a11")
@@ -55,6 +58,63 @@ class Neighbour:
     similarity: float
     outcomes: dict[str, float]
     weight: float = 1.0
+
+
+class Neighbours(Sequence[Neighbour]):
+    """k neighbours as arrays (what the predictor computes on), and as a sequence of Neighbour.
+
+    `outcomes[i, j]` is neighbour i's outcome for `keys[j]`, NaN where it has none. Indexes that
+    hold their examples as arrays (LocalIndex) build this without creating k objects.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        similarities: np.ndarray,
+        weights: np.ndarray,
+        keys: Sequence[str],
+        outcomes: np.ndarray,
+    ) -> None:
+        self.ids = list(ids)
+        self.similarities = np.asarray(similarities, dtype=np.float64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.keys = tuple(keys)
+        self.key_index = {k: j for j, k in enumerate(self.keys)}
+        self.outcomes = np.asarray(outcomes, dtype=np.float64).reshape(len(self.ids), len(self.keys))
+
+    @classmethod
+    def of(cls, items: Sequence[Neighbour]) -> Neighbours:
+        if isinstance(items, Neighbours):
+            return items
+        keys = sorted({k for n in items for k in n.outcomes})
+        col = {k: j for j, k in enumerate(keys)}
+        matrix = np.full((len(items), len(keys)), np.nan)
+        for i, n in enumerate(items):
+            for k, v in n.outcomes.items():
+                matrix[i, col[k]] = v
+        return cls(
+            [n.id for n in items],
+            np.fromiter((n.similarity for n in items), dtype=np.float64, count=len(items)),
+            np.fromiter((n.weight for n in items), dtype=np.float64, count=len(items)),
+            keys,
+            matrix,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Neighbour: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Neighbour]: ...
+
+    def __getitem__(self, i: int | slice) -> Neighbour | list[Neighbour]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        row = self.outcomes[i]
+        outcomes = {k: float(row[j]) for k, j in self.key_index.items() if not np.isnan(row[j])}
+        return Neighbour(self.ids[i], float(self.similarities[i]), outcomes, float(self.weights[i]))
 
 
 def parse_outcome(raw: str) -> float | None:

@@ -1,13 +1,16 @@
 """Predicted quality per model from the nearest labelled examples.
 
 For each model the estimate is the similarity-weighted mean outcome of the neighbours that
-carry an outcome for it, shrunk toward the model's prior by the amount of evidence: with
-n_eff the Kish effective sample size of the weights,
+carry an outcome for it, shrunk toward the model's prior by `prior_strength` pseudo-examples
+of full similarity:
 
-    q = (n_eff * weighted_mean + strength * prior) / (n_eff + strength)
+    q = (sum_i w_i * y_i + strength * prior) / (sum_i w_i + strength),   w_i = max(sim_i, 0) ** power
 
-so that a prompt far from every example falls back to the prior instead of trusting two
-accidental neighbours. Pure functions on arrays; no I/O.
+so that a prompt far from every example (little similarity mass) falls back to the prior
+instead of trusting a few accidental neighbours. k, strength and power were chosen by
+cross-validation on the training split of the routing evaluation (docs/routing-quality.md):
+wide neighbourhoods (k = 200) and no sharpening (power = 1) carry the topic-level signal best.
+Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -17,27 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .examples import Neighbour
+from .examples import Neighbour, Neighbours
 
 
 @dataclass(frozen=True)
 class PredictorParams:
-    k: int = 40
-    prior_strength: float = 4.0
-    similarity_power: float = 4.0
+    k: int = 200
+    prior_strength: float = 5.0
+    similarity_power: float = 1.0
 
 
 @dataclass(frozen=True)
 class QualityEstimate:
     quality: float
-    evidence: float  # effective number of neighbours behind the estimate
+    evidence: float  # similarity mass of the neighbours behind the estimate
     key: str | None  # which outcome key spoke for the model (None: prior only)
-
-
-def neighbour_weights(neighbours: Sequence[Neighbour], power: float) -> np.ndarray:
-    sims = np.fromiter((n.similarity for n in neighbours), dtype=np.float64, count=len(neighbours))
-    ex_w = np.fromiter((n.weight for n in neighbours), dtype=np.float64, count=len(neighbours))
-    return np.power(np.clip(sims, 0.0, None), power) * ex_w
 
 
 def predict_qualities(
@@ -46,38 +43,35 @@ def predict_qualities(
     priors: Sequence[float],
     params: PredictorParams,
 ) -> list[QualityEstimate]:
-    """One estimate per model; `label_keys[i]` are the outcome keys that speak for model i."""
-    weights = neighbour_weights(neighbours, params.similarity_power)
+    """One estimate per model; `label_keys[i]` are the outcome keys that speak for model i,
+    most specific first (a model's own outcomes, then its tier's)."""
+    nbs = Neighbours.of(neighbours)
+    weights = np.power(np.clip(nbs.similarities, 0.0, None), params.similarity_power) * nbs.weights
     out: list[QualityEstimate] = []
     for keys, prior in zip(label_keys, priors, strict=True):
-        est = _estimate(neighbours, weights, keys, prior, params.prior_strength)
-        out.append(est)
+        out.append(_estimate(nbs, weights, keys, prior, params.prior_strength))
     return out
 
 
 def _estimate(
-    neighbours: Sequence[Neighbour],
+    nbs: Neighbours,
     weights: np.ndarray,
     keys: Sequence[str],
     prior: float,
     strength: float,
 ) -> QualityEstimate:
     for key in keys:
-        w_sum = 0.0
-        w_sq = 0.0
-        acc = 0.0
-        for nb, w in zip(neighbours, weights, strict=True):
-            y = nb.outcomes.get(key)
-            if y is None or w <= 0.0:
-                continue
-            w_sum += w
-            w_sq += w * w
-            acc += w * y
-        if w_sum > 0.0:
-            n_eff = (w_sum * w_sum) / w_sq
-            mean = acc / w_sum
-            q = (n_eff * mean + strength * prior) / (n_eff + strength)
-            return QualityEstimate(quality=float(q), evidence=float(n_eff), key=key)
+        j = nbs.key_index.get(key)
+        if j is None:
+            continue
+        col = nbs.outcomes[:, j]
+        have = ~np.isnan(col) & (weights > 0.0)
+        if not have.any():
+            continue
+        w = weights[have]
+        w_sum = float(w.sum())
+        q = (float(w @ col[have]) + strength * prior) / (w_sum + strength)
+        return QualityEstimate(quality=q, evidence=w_sum, key=key)
     return QualityEstimate(quality=float(prior), evidence=0.0, key=None)
 
 

@@ -14,7 +14,7 @@ from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder
 from ..errors import InvalidRequest, NoEligibleModel
 from ..index.base import ExampleIndex
-from .examples import Neighbour
+from .examples import Neighbour, Neighbours
 from .policy import Candidate, PolicyName, rank
 from .predictor import PredictorParams, predict_qualities
 
@@ -46,7 +46,7 @@ class Decision:
     policy: PolicyName
     ranked: list[Candidate]
     candidates: list[Candidate]
-    neighbours: list[Neighbour]
+    neighbours: Sequence[Neighbour]
     decision_ms: float
     index_status: str = "ok"
     vector: np.ndarray | None = field(default=None, repr=False)
@@ -60,6 +60,7 @@ class Decision:
         rows = [c.public(position.get(id(c))) for c in self.ranked]
         rows += [c.public(None) for c in self.candidates if not c.eligible]
         top = self.ranked[0]
+        nbs = Neighbours.of(self.neighbours)
         return {
             "model": self.chosen.id,
             "policy": self.policy,
@@ -68,7 +69,9 @@ class Decision:
             "reason": top.notes[0] if top.notes else "only eligible model",
             "fallbacks": [m.id for m in self.fallbacks],
             "candidates": rows,
-            "neighbours": [{"id": n.id, "similarity": round(n.similarity, 4)} for n in self.neighbours],
+            "neighbours": [
+                {"id": i, "similarity": round(float(s), 4)} for i, s in zip(nbs.ids, nbs.similarities, strict=True)
+            ],
             "index": self.index_status,
             "decision_ms": round(self.decision_ms, 3),
         }
@@ -110,7 +113,7 @@ class Router:
         row: np.ndarray = vectors[0]
         return row
 
-    async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[list[Neighbour], str]:
+    async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], str]:
         try:
             found = await asyncio.wait_for(
                 self.index.search(vector, self.params.k, tenant=tenant), self.index_timeout_s
@@ -125,7 +128,7 @@ class Router:
         models = self._models_for(req)
         candidates = [self._candidate(m, req, open_circuits) for m in models]
         live = [c for c in candidates if c.excluded is None]
-        neighbours: list[Neighbour] = []
+        neighbours: Sequence[Neighbour] = []
         index_status = "ok"
         vector = None
         if len(live) > 1 or req.min_quality is not None:
