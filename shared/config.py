@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # Calibrated quality margin for the `cost` and `latency` policies: the cheapest/fastest
     # model whose predicted quality is within this margin of the best is chosen. Produced by
     # `python -m shared.cli calibrate` (see docs/routing-quality.md).
-    cost_quality_margin: float = 0.04
+    cost_quality_margin: float = 0.107
     # `balanced` trades one unit of predicted quality against this many log10-dollars of cost.
     balanced_cost_weight: float = 0.05
     encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"

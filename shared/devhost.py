@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .config import PROJECT_DIR, get_settings
+from .config import PROJECT_DIR, get_settings, secret_value
 from .queue.local import Delivery, LocalBus, get_local_bus
 
 log = logging.getLogger("devhost")
@@ -140,6 +140,71 @@ async def _call(user: Callable[..., Any], arg_name: str, arg: Any) -> Any:
     return await asyncio.to_thread(lambda: result)
 
 
+def functions_message(m: Any) -> ServiceBusMessage:
+    """An azure.functions ServiceBusMessage from a message received with the azure-servicebus SDK,
+    as the Functions host would build it."""
+
+    def text(v: Any) -> Any:
+        return v.decode() if isinstance(v, bytes) else v
+
+    props = {str(text(k)): text(v) for k, v in (m.application_properties or {}).items()}
+    body = m.body if isinstance(m.body, bytes) else b"".join(m.body)
+    return ServiceBusMessage(
+        body=body,
+        application_properties=props,
+        user_properties=props,
+        content_type=m.content_type,
+        correlation_id=m.correlation_id,
+        # the Functions host counts from 1; the AMQP header (and the SDK) count earlier failures
+        delivery_count=(m.delivery_count or 0) + 1,
+        message_id=str(m.message_id),
+        reply_to=m.reply_to,
+        sequence_number=m.sequence_number,
+        enqueued_time_utc=m.enqueued_time_utc,
+        locked_until=m.locked_until_utc,
+        lock_token=str(m.lock_token) if m.lock_token else None,
+    )
+
+
+class QueueReceiverLoop:
+    """Feeds a Service Bus-triggered function from a real queue (SERVICE_BUS_CONNECTION_STRING):
+    peek-lock, complete when the function returns, abandon when it raises, so the broker
+    redelivers and dead-letters as it does for the Functions host."""
+
+    def __init__(self, connection: str, queue: str, name: str, user: Callable[..., Any], arg: str) -> None:
+        self.connection, self.queue, self.name, self.user, self.arg = connection, queue, name, user, arg
+        self.concurrency = 16  # host.json maxConcurrentCalls
+        self.task: asyncio.Task[None] | None = None
+
+    async def _one(self, receiver: Any, m: Any) -> None:
+        try:
+            await _call(self.user, self.arg, functions_message(m))
+        except Exception:
+            log.exception("function %s failed on message %s: abandoned", self.name, m.message_id)
+            await receiver.abandon_message(m)
+            return
+        await receiver.complete_message(m)
+
+    async def run(self) -> None:
+        from azure.servicebus import ServiceBusReceiveMode
+        from azure.servicebus.aio import ServiceBusClient
+
+        while True:
+            try:
+                async with (
+                    ServiceBusClient.from_connection_string(self.connection, retry_total=2) as client,
+                    client.get_queue_receiver(self.queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK) as receiver,
+                ):
+                    while True:
+                        batch = await receiver.receive_messages(max_message_count=self.concurrency, max_wait_time=1)
+                        await asyncio.gather(*(self._one(receiver, m) for m in batch))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("receiving from Service Bus queue %s failed; retrying", self.queue)
+                await asyncio.sleep(2.0)
+
+
 class TimerRunner:
     def __init__(self, schedule: str, name: str, run_on_startup: bool, user: Callable[..., Any], arg: str) -> None:
         from croniter import croniter
@@ -166,7 +231,15 @@ class TimerRunner:
             await self.fire()
 
 
-def build_app(app: func.FunctionApp, *, bus: LocalBus | None = None, timers: bool = True) -> Starlette:
+def build_app(
+    app: func.FunctionApp,
+    *,
+    bus: LocalBus | None = None,
+    timers: bool = True,
+    service_bus_connection: str | None = None,
+) -> Starlette:
+    """`bus` feeds the Service Bus triggers from that in-process bus; `service_bus_connection` (or,
+    when neither is given, SERVICE_BUS_CONNECTION_STRING) from the real queue instead."""
     idx = index_functions(app)
     prefix = route_prefix()
     routes = []
@@ -180,7 +253,12 @@ def build_app(app: func.FunctionApp, *, bus: LocalBus | None = None, timers: boo
     local_bus = bus or get_local_bus()
     runners = [TimerRunner(*t) for t in idx.timers] if timers else []
 
-    for queue, _name, user, arg in idx.service_bus:
+    connection = service_bus_connection
+    if connection is None and bus is None:
+        connection = secret_value(get_settings().service_bus_connection_string)
+    receivers = [QueueReceiverLoop(connection, *sb) for sb in idx.service_bus] if connection else []
+
+    for queue, _name, user, arg in idx.service_bus if not connection else []:
 
         async def deliver(d: Delivery, _user: Callable[..., Any] = user, _arg: str = arg) -> None:
             await _call(_user, _arg, service_bus_message(d))
@@ -195,12 +273,18 @@ def build_app(app: func.FunctionApp, *, bus: LocalBus | None = None, timers: boo
         local_bus.start()
         for r in runners:
             r.task = asyncio.create_task(r.run())
+        for q in receivers:
+            q.task = asyncio.create_task(q.run())
         try:
             yield
         finally:
             for r in runners:
                 if r.task:
                     r.task.cancel()
+            for q in receivers:
+                if q.task:
+                    q.task.cancel()
+            await asyncio.gather(*(q.task for q in receivers if q.task), return_exceptions=True)
             await local_bus.close()
             await close_context()
 
@@ -208,7 +292,29 @@ def build_app(app: func.FunctionApp, *, bus: LocalBus | None = None, timers: boo
     starlette_app.state.function_index = idx
     starlette_app.state.bus = local_bus
     starlette_app.state.timers = runners
+    starlette_app.state.queue_receivers = receivers
     return starlette_app
+
+
+def dev_token_banner(base_url: str) -> str | None:
+    """The lines `make run` prints so the README's curl lines work: a development token (all
+    roles, tenant `dev`, 12 h) signed with JWT_SECRET or the per-data-dir development secret."""
+    from .auth.base import Role
+    from .auth.service_tokens import ServiceTokens, service_secret
+
+    settings = get_settings()
+    if not settings.auth_enabled or settings.is_production:
+        return None
+    secret = service_secret(settings)
+    if not secret:
+        return None
+    token = ServiceTokens.from_settings(settings, secret).mint("dev", [r.value for r in Role], ttl_s=12 * 3600)
+    body = '{"model": "auto", "messages": [{"role": "user", "content": "Say hello"}]}'
+    return (
+        f"Development token (tenant dev, all roles, 12 h):\n  export TOKEN={token}\n"
+        f'  curl -s {base_url}/api/v1/chat/completions -H "Authorization: Bearer $TOKEN" '
+        f"-H 'content-type: application/json' -d '{body}'"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +335,9 @@ def main(argv: list[str] | None = None) -> None:
 
     asgi = build_app(function_app.app)
     print(f"LLM Router local host on http://{args.host}:{args.port}", flush=True)
+    banner = dev_token_banner(f"http://{args.host}:{args.port}")
+    if banner:
+        print(banner, flush=True)
     uvicorn.run(
         asgi,
         host=args.host,

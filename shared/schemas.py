@@ -142,7 +142,7 @@ class ChatCompletionRequest(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     tools: list[Tool] | None = None
@@ -208,7 +208,11 @@ def _loc(err: Any) -> str | None:
             out += f"[{part}]"
             continue
         text = str(part)
-        if text in {"str", "int", "float", "bool", "dict", "list", "none"} or "[" in text or text.startswith(("function-", "tagged-union")):
+        if (
+            text in {"str", "int", "float", "bool", "dict", "list", "none"}
+            or "[" in text
+            or text.startswith(("function-", "tagged-union"))
+        ):
             continue
         if text in {"text", "image_url", "input_audio", "file", "refusal"} and out.endswith("]"):
             continue  # discriminator tag of a content part

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from .auth.base import Principal
 from .cache.base import KeyValueCache
 from .cache.keys import is_deterministic, response_cache_key
+from .cache.semantic import SemanticCache, bucket_key, single_turn_text
 from .catalog import Catalog, ModelSpec
 from .circuit.base import CircuitBreaker
 from .config import Settings
@@ -47,6 +50,9 @@ from .tokens import estimate_prompt_tokens, estimate_text_tokens
 log = logging.getLogger(__name__)
 
 
+AfterAnswer = Callable[[str, str | None, str, Any], Coroutine[Any, Any, None]]
+
+
 class QuotaGuard(Protocol):
     """Admits a request before the upstream call and settles its real usage after it."""
 
@@ -62,6 +68,13 @@ class ChatOutcome:
     headers: dict[str, str]
     completion: Completion | None = None
     stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass
+class _SemanticSlot:
+    bucket: str
+    text: str
+    vector: np.ndarray
 
 
 @dataclass
@@ -98,6 +111,21 @@ class RouterService:
         self.request_log = request_log
         self.cache = cache
         self.quota = quota
+        self.semantic = (
+            SemanticCache.over(
+                cache,
+                threshold=settings.semantic_cache_threshold,
+                ttl_s=settings.cache_ttl_s,
+                default_on=settings.semantic_cache_enabled,
+                tenants_on=frozenset(t.strip() for t in settings.semantic_cache_tenants.split(",") if t.strip()),
+            )
+            if cache is not None
+            else None
+        )
+        # called after a successful answer, off the request path (e.g. keeping the prompt so
+        # that feedback on this request can become a labelled example)
+        self.after_answer: list[AfterAnswer] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.timeouts = Timeouts(
             connect_s=settings.upstream_connect_timeout_s,
             read_s=settings.upstream_read_timeout_s,
@@ -172,15 +200,26 @@ class RouterService:
             "x-router-policy": row.policy,
         }
 
+        directives = (cache_control or "").lower()
+        no_cache, no_store = "no-cache" in directives, "no-store" in directives
         cache_key = self._cache_key(req, principal, cache_control)
-        store_in_cache = cache_key is not None and "no-store" not in (cache_control or "").lower()
-        if cache_key is not None and "no-cache" not in (cache_control or "").lower():
-            cached = await self._cache_get(cache_key)
+        store_in_cache = cache_key is not None and not no_store
+        if cache_key is not None and not no_cache:
+            cached, reachable = await self._cache_get(cache_key)
             if cached is not None:
                 return self._replay(cached, req, row, headers, t0)
-            row.cache = "miss"
+            row.cache = "miss" if reachable else "bypass"
         elif cache_key is not None:
             row.cache = "bypass"
+        semantic = await self._semantic_slot(req, principal, decision) if not (no_cache and no_store) else None
+        if semantic is not None and not no_cache:
+            cached = await self._semantic_get(semantic)
+            if cached is not None:
+                return self._replay(cached, req, row, headers, t0, kind="semantic")
+            if cache_key is None:
+                row.cache = "miss"
+        if no_store:
+            semantic = None
 
         reservation = None
         if self.quota is not None:
@@ -197,7 +236,15 @@ class RouterService:
 
         if req.stream:
             return await self._stream(
-                req, decision, row, headers, t0, deadline, cache_key if store_in_cache else None, reservation
+                req,
+                decision,
+                row,
+                headers,
+                t0,
+                deadline,
+                cache_key if store_in_cache else None,
+                reservation,
+                semantic=semantic,
             )
 
         try:
@@ -231,6 +278,9 @@ class RouterService:
         self._account(row)
         if store_in_cache and cache_key is not None:
             await self._cache_set(cache_key, completion)
+        if semantic is not None:
+            await self._semantic_set(semantic, completion)
+        self._answered(request_id, principal.tenant, req, decision)
         return ChatOutcome(request_id=request_id, decision=decision, headers=headers, completion=completion)
 
     # -- streaming --------------------------------------------------------------------------
@@ -244,6 +294,7 @@ class RouterService:
         deadline: Deadline,
         cache_key: str | None,
         reservation: Any,
+        semantic: _SemanticSlot | None = None,
     ) -> ChatOutcome:
         async def open_stream(provider: Any, model: ModelSpec) -> tuple[Chunk, AsyncIterator[Chunk]]:
             it = provider.stream(req, model, self.timeouts).__aiter__()
@@ -272,7 +323,7 @@ class RouterService:
             finish_reason: str | None = None
             usage: dict[str, Any] | None = None
             completed = False
-            cacheable = cache_key is not None
+            cacheable = cache_key is not None or semantic is not None
             meta: dict[str, Any] = {"id": first.get("id"), "created": first.get("created")}
             try:
                 chunk: Chunk | None = first
@@ -315,11 +366,22 @@ class RouterService:
                 await self._settle(reservation, pt + ct, cost)
                 self._account(row)
             yield SSE_DONE
-            if completed and cacheable and cache_key is not None:
+            if completed and row.status < 400:
+                self._answered(row.id, row.tenant, req, decision)
+            if completed and cacheable and row.status < 400:
                 completion = _completion_from_stream(meta, model.id, "".join(text_parts), finish_reason, usage)
-                await self._cache_set(cache_key, completion)
+                if cache_key is not None:
+                    await self._cache_set(cache_key, completion)
+                if semantic is not None:
+                    await self._semantic_set(semantic, completion)
 
         return ChatOutcome(request_id=row.id, decision=decision, headers=headers, stream=body())
+
+    def _answered(self, request_id: str, tenant: str | None, req: ChatCompletionRequest, decision: Decision) -> None:
+        for hook in self.after_answer:
+            task = asyncio.create_task(hook(request_id, tenant, req.prompt_text(), decision.vector))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # -- the retry / fallback loop --------------------------------------------------------------
     async def _call_ranked(
@@ -384,16 +446,59 @@ class RouterService:
             return None
         return response_cache_key(req, principal.tenant)
 
-    async def _cache_get(self, key: str) -> Completion | None:
+    async def _cache_get(self, key: str) -> tuple[Completion | None, bool]:
+        """The cached completion, and whether the cache answered at all (False: bypassed)."""
         assert self.cache is not None
         try:
             raw = await self.cache.get(key)
         except Exception as exc:  # a cache outage bypasses the cache
             log.warning("cache get failed, bypassing: %s", type(exc).__name__)
             CACHE.labels("response", "error").inc()
-            return None
+            return None, False
         CACHE.labels("response", "hit" if raw else "miss").inc()
+        return (orjson.loads(raw) if raw else None), True
+
+    async def _semantic_slot(
+        self, req: ChatCompletionRequest, principal: Principal, decision: Decision
+    ) -> _SemanticSlot | None:
+        """Where this request lives in the semantic cache, when it takes part at all."""
+        if self.semantic is None or not self.settings.cache_enabled or req.n not in (None, 1):
+            return None
+        if (req.routing and req.routing.cache is False) or not self.semantic.wanted(req, principal.tenant):
+            return None
+        text = single_turn_text(req)
+        bucket = bucket_key(req, principal.tenant, self.router.encoder.name)
+        if text is None or bucket is None:
+            return None
+        vector = decision.vector
+        if vector is None:
+            try:
+                vector = await self.router.encode(text)
+            except Exception as exc:  # no vector, no semantic cache: never fail the request
+                log.warning("semantic cache: encoding failed: %s", type(exc).__name__)
+                return None
+        return _SemanticSlot(bucket=bucket, text=text, vector=vector)
+
+    async def _semantic_get(self, slot: _SemanticSlot) -> Completion | None:
+        assert self.semantic is not None
+        try:
+            raw = await self.semantic.lookup(slot.bucket, slot.vector)
+        except Exception as exc:
+            log.warning("semantic cache get failed, bypassing: %s", type(exc).__name__)
+            CACHE.labels("semantic", "error").inc()
+            return None
+        CACHE.labels("semantic", "hit" if raw else "miss").inc()
         return orjson.loads(raw) if raw else None
+
+    async def _semantic_set(self, slot: _SemanticSlot, completion: Completion) -> None:
+        assert self.semantic is not None
+        choice = (completion.get("choices") or [{}])[0]
+        if choice.get("finish_reason") not in (None, "stop") or (choice.get("message") or {}).get("tool_calls"):
+            return  # only plain finished answers stand in for a similar prompt
+        try:
+            await self.semantic.store(slot.bucket, slot.text, slot.vector, orjson.dumps(completion))
+        except Exception as exc:
+            log.warning("semantic cache set failed: %s", type(exc).__name__)
 
     async def _cache_set(self, key: str, completion: Completion) -> None:
         assert self.cache is not None
@@ -409,8 +514,9 @@ class RouterService:
         row: RequestLogRow,
         headers: dict[str, str],
         t0: float,
+        kind: str = "response",
     ) -> ChatOutcome:
-        row.cache = "hit"
+        row.cache = "semantic_hit" if kind == "semantic" else "hit"
         row.chosen_model = cached.get("model", row.chosen_model)
         total_ms = (time.perf_counter() - t0) * 1000
         row.latency_ms = row.overhead_ms = total_ms
@@ -419,6 +525,7 @@ class RouterService:
             {
                 "x-router-model": str(cached.get("model")),
                 "x-router-cache": "hit",
+                "x-router-cache-kind": kind,
                 "x-router-overhead-ms": f"{total_ms:.2f}",
                 "x-router-upstream-ms": "0",
             }

@@ -4,6 +4,10 @@ Vectors are unit length, so cosine similarity is a dot product. The matrix is ke
 column-major order: a sparse query (the hashing encoder's ~100 non-zeros) then reads only
 the columns it touches. Outcomes are kept as a matrix too (examples x outcome keys, NaN where
 missing), so a search returns its k neighbours as arrays without building k objects.
+
+From `approximate_above` examples on, exact search (which reads every vector) gives way to an
+inverted-file index (ann.py) that proposes candidates; they are re-scored exactly here, so the
+similarities are exact and the result is deterministic, and only recall is approximate.
 """
 
 from __future__ import annotations
@@ -14,22 +18,35 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..routing.examples import LabelledExample, Neighbours
+from .ann import IvfCandidates
 from .base import IndexHealth
 
 _SPARSE_QUERY_SHARE = 0.25
+# Exact search costs ~0.1 ms per 1k examples of 256 dimensions on one core (memory-bound): past
+# this size it would take most of the decision's 1 ms budget (docs/performance.md).
+APPROXIMATE_ABOVE = 50_000
+# Candidates asked of the approximate index per neighbour wanted (more when tenants filter).
+_CANDIDATES_PER_K = 2
+_CANDIDATES_PER_K_TENANTS = 4
+# The cells are learnt once; retrain when the index has grown this much since.
+_RETRAIN_GROWTH = 4
 
 
 class LocalIndex:
     kind = "local"
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, *, approximate_above: int = APPROXIMATE_ABOVE) -> None:
         self.dim = dim
+        self.approximate_above = approximate_above
+        self._ann: IvfCandidates | None = None
+        self._ann_trained_on = 0
+        self._rewritten = False  # a row was replaced or removed: appending is not enough
         self._examples: list[LabelledExample] = []
         self._pos: dict[str, int] = {}
         self._rows: list[np.ndarray] = []
         self._matrix = np.zeros((0, dim), dtype=np.float32, order="F")
         self._tenants = np.zeros(0, dtype=object)
-        self._dirty = False
+        self._dirty = True  # the derived arrays are built on first use
 
     # -- writes ---------------------------------------------------------------------------
     async def upsert(self, examples: Sequence[LabelledExample], vectors: np.ndarray) -> int:
@@ -50,6 +67,7 @@ class LocalIndex:
             else:
                 self._examples[pos] = ex
                 self._rows[pos] = row
+                self._rewritten = True
         self._dirty = True
         return len(examples)
 
@@ -61,12 +79,16 @@ class LocalIndex:
         self._examples = [self._examples[n] for n in keep]
         self._rows = [self._rows[n] for n in keep]
         self._pos = {ex.id: n for n, ex in enumerate(self._examples)}
+        self._rewritten = True
         self._dirty = True
         return len(drop)
 
     def _refresh(self) -> None:
+        approximate = len(self._rows) >= self.approximate_above
         if self._rows:
-            self._matrix = np.asfortranarray(np.vstack(self._rows))
+            # row-major when approximate: re-scoring candidates reads whole rows
+            stacked = np.vstack(self._rows)
+            self._matrix = stacked if approximate else np.asfortranarray(stacked)
         else:
             self._matrix = np.zeros((0, self.dim), dtype=np.float32, order="F")
         self._tenants = np.array([ex.tenant for ex in self._examples], dtype=object)
@@ -79,7 +101,18 @@ class LocalIndex:
         for i, ex in enumerate(self._examples):
             for k, v in ex.outcomes.items():
                 self._outcomes[i, col[k]] = v
+        self._refresh_approximate(approximate)
         self._dirty = False
+
+    def _refresh_approximate(self, approximate: bool) -> None:
+        n = len(self._rows)
+        if not approximate:
+            self._ann, self._ann_trained_on = None, 0
+        elif self._ann is None or self._rewritten or self._ann.size > n or n > _RETRAIN_GROWTH * self._ann_trained_on:
+            self._ann, self._ann_trained_on = IvfCandidates(self._matrix), n
+        else:
+            self._ann.add(self._matrix[self._ann.size :])
+        self._rewritten = False
 
     # -- reads ----------------------------------------------------------------------------
     def similarities(self, vector: np.ndarray) -> np.ndarray:
@@ -101,7 +134,12 @@ class LocalIndex:
         n = len(self._examples)
         if n == 0 or k <= 0:
             return Neighbours([], np.zeros(0), np.zeros(0), self._keys, np.zeros((0, len(self._keys))))
-        sims = self.similarities(np.asarray(vector, dtype=np.float32))
+        query = np.asarray(vector, dtype=np.float32)
+        if self._ann is not None:
+            found = self._search_approximate(query, k, tenant)
+            if found is not None:
+                return found
+        sims = self.similarities(query)
         if self._has_tenants:
             visible = (self._tenants == None) | (self._tenants == tenant)  # noqa: E711
             sims = np.where(visible, sims, -np.inf)
@@ -111,6 +149,21 @@ class LocalIndex:
         top = top[np.lexsort((top, -sims[top]))]
         top = top[sims[top] > -np.inf]
         return Neighbours([self._ids[i] for i in top], sims[top], self._weights[top], self._keys, self._outcomes[top])
+
+    def _search_approximate(self, query: np.ndarray, k: int, tenant: str | None) -> Neighbours | None:
+        """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
+        assert self._ann is not None
+        per_k = _CANDIDATES_PER_K_TENANTS if self._has_tenants else _CANDIDATES_PER_K
+        cand = np.sort(self._ann.search(query, per_k * k))
+        if self._has_tenants:
+            tenants = self._tenants[cand]
+            cand = cand[(tenants == None) | (tenants == tenant)]  # noqa: E711
+            if len(cand) < k:
+                return None
+        sims = self._matrix[cand] @ query
+        order = np.lexsort((cand, -sims))[:k]
+        top, top_sims = cand[order], sims[order]
+        return Neighbours([self._ids[i] for i in top], top_sims, self._weights[top], self._keys, self._outcomes[top])
 
     async def count(self) -> int:
         return len(self._examples)

@@ -1,0 +1,77 @@
+"""GET /api/v1/usage?from=&to=&group_by=model|day|tenant[&tenant=]: tokens, requests and cost.
+
+An Invoke principal sees its own tenant; an Admin sees every tenant and may pick one with
+`tenant=`. `from`/`to` are ISO 8601 (a date alone means midnight UTC, no offset means UTC);
+the range is half-open. Defaults: the last 30 days up to now.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from psycopg import Error as PsycopgError
+from psycopg_pool import PoolTimeout
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth.base import Role
+from ..context import AppContext
+from ..errors import DependencyUnavailable, InvalidRequest, PermissionDenied
+from ..store.usage import GROUP_BY, UsageStore
+from .common import authorize, handle, json_response
+
+DEFAULT_RANGE = timedelta(days=30)
+
+
+def parse_instant(value: str, param: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid '{param}': expected an ISO 8601 date or date-time, got {value!r}.",
+            param=param,
+            code="invalid_value",
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _store(ctx: AppContext) -> UsageStore:
+    store = ctx.extras.get("usage_store")
+    if store is None:
+        raise DependencyUnavailable("Usage needs the database (DATABASE_ENABLED=true).")
+    return cast(UsageStore, store)
+
+
+async def _usage(request: Request, ctx: AppContext, request_id: str) -> Response:
+    principal = await authorize(ctx, request, Role.INVOKE)
+    q = request.query_params
+    unknown = sorted(set(q.keys()) - {"from", "to", "group_by", "tenant"})
+    if unknown:
+        raise InvalidRequest(f"Unknown query parameter '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+    group_by = q.get("group_by", "model")
+    if group_by not in GROUP_BY:
+        raise InvalidRequest(
+            f"Invalid 'group_by': expected one of {', '.join(GROUP_BY)}.", param="group_by", code="invalid_value"
+        )
+    end = parse_instant(q["to"], "to") if q.get("to") else datetime.now(UTC)
+    start = parse_instant(q["from"], "from") if q.get("from") else end - DEFAULT_RANGE
+    if start >= end:
+        raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_range")
+
+    tenant: str | None = principal.tenant
+    if principal.has(Role.ADMIN):
+        tenant = q.get("tenant") or None
+    elif q.get("tenant") and q["tenant"] != principal.tenant:
+        raise PermissionDenied(f"Reading another tenant's usage needs the {Role.ADMIN.value} role.")
+
+    try:
+        data = await _store(ctx).query(tenant, start, end, group_by)
+    except (PsycopgError, PoolTimeout, OSError):
+        raise DependencyUnavailable("The usage database is unavailable; try again shortly.") from None
+    body: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "data": data}
+    return json_response(body, 200, {"x-request-id": request_id})
+
+
+async def usage(request: Request) -> Response:
+    return await handle(request, "usage", _usage)

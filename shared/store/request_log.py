@@ -1,0 +1,258 @@
+"""The request log on PostgreSQL, written off the hot path by a batched background writer.
+
+`record()` only appends to a bounded in-memory buffer. A background task drains it in
+batches, each batch ONE statement: a multi-row INSERT ... ON CONFLICT (id) DO NOTHING whose
+RETURNING rows (only the ones really inserted) feed the per-(tenant, day, model) rollup. So a
+batch sent twice (the commit reached the server but the answer did not reach us) is neither
+duplicated nor counted twice. When Postgres is down the rows stay buffered and the writer
+retries with backoff; when the buffer is full the oldest rows are dropped, counted in
+LOG_ROWS_DROPPED and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ..metrics import LOG_ROWS_DROPPED
+from .base import RequestLogRow
+from .db import Database
+
+log = logging.getLogger(__name__)
+
+NO_MODEL = "none"
+# The whole batch travels as one array per column, so the statement is the same for any batch
+# size; the RETURNING rows are the ones really inserted and feed the rollup.
+INSERT_BATCH = (
+    "WITH ins AS ("
+    " INSERT INTO request_log (id, tenant, requested_model, policy, chosen_model, decision, cache,"
+    " prompt_tokens, completion_tokens, cost_usd, latency_ms, upstream_ms, overhead_ms, status, error_code,"
+    " stream, usage_source, fallbacks, source, prompt_text, created_at)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],"
+    " %s::int[], %s::int[], %s::numeric[], %s::float8[], %s::float8[], %s::float8[], %s::int[], %s::text[],"
+    " %s::bool[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::timestamptz[])"
+    " ON CONFLICT (id) DO NOTHING"
+    " RETURNING tenant, created_at, chosen_model, prompt_tokens, completion_tokens, cost_usd)"
+    " INSERT INTO usage_daily AS u (tenant, day, model, requests, prompt_tokens, completion_tokens, cost_usd)"
+    " SELECT coalesce(tenant, ''), (created_at AT TIME ZONE 'UTC')::date, coalesce(chosen_model, 'none'),"
+    " count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+    " FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (tenant, day, model) DO UPDATE SET"
+    " requests = u.requests + EXCLUDED.requests,"
+    " prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,"
+    " completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens,"
+    " cost_usd = u.cost_usd + EXCLUDED.cost_usd"
+)
+
+
+def _columns(rows: list[RequestLogRow]) -> list[list[Any]]:
+    """One list per column, in INSERT_BATCH's order."""
+    return [list(col) for col in zip(*(_params(r) for r in rows), strict=True)]
+
+
+def _params(row: RequestLogRow) -> list[Any]:
+    return [
+        row.id,
+        row.tenant,
+        row.requested_model,
+        row.policy,
+        row.chosen_model,
+        Jsonb(row.decision) if row.decision is not None else None,
+        row.cache,
+        int(row.prompt_tokens),
+        int(row.completion_tokens),
+        Decimal(repr(float(row.cost_usd))),
+        float(row.latency_ms),
+        float(row.upstream_ms),
+        float(row.overhead_ms),
+        int(row.status),
+        row.error_code,
+        bool(row.stream),
+        row.usage_source,
+        Jsonb(row.fallbacks or []),
+        row.source,
+        row.prompt_text,
+        row.created_at,
+    ]
+
+
+class PostgresRequestLog:
+    """A RequestLogSink that batches rows into PostgreSQL and never blocks or raises on record()."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        buffer_max: int = 100_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.25,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        close_timeout_s: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.buffer_max = max(1, buffer_max)
+        self.batch_size = max(1, batch_size)
+        self.flush_interval_s = flush_interval_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.close_timeout_s = close_timeout_s
+        self.dropped = 0
+        self.written = 0
+        self.last_error: str | None = None
+        self._buffer: OrderedDict[str, RequestLogRow] = OrderedDict()
+        self._inflight: OrderedDict[str, RequestLogRow] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- the hot path ------------------------------------------------------------------------
+    def record(self, row: RequestLogRow) -> None:
+        try:
+            if self._closed:
+                self._drop(row, "the request log is closed")
+                return
+            if len(self._buffer) + len(self._inflight) >= self.buffer_max:
+                if self._buffer:
+                    _, oldest = self._buffer.popitem(last=False)
+                    self._drop(oldest, "the buffer is full")
+                else:  # everything buffered is being written right now: the new row has no room
+                    self._drop(row, "the buffer is full")
+                    return
+            self._buffer[row.id] = row
+            self._ensure_task()
+            if len(self._buffer) >= self.batch_size:
+                self._wake.set()
+        except Exception:  # the request log must never fail a request
+            log.exception("request log: could not buffer row %s", getattr(row, "id", "?"))
+
+    def _drop(self, row: RequestLogRow, why: str) -> None:
+        self.dropped += 1
+        LOG_ROWS_DROPPED.inc()
+        log.warning(
+            "request log: dropped row %s (tenant %s, model %s) because %s; %d dropped so far",
+            row.id,
+            row.tenant,
+            row.chosen_model,
+            why,
+            self.dropped,
+        )
+
+    def _ensure_task(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet: the next record() or start() starts the writer
+        self._task = loop.create_task(self._run(), name="request-log-writer")
+
+    def start(self) -> None:
+        self._ensure_task()
+
+    # -- what is not written yet ---------------------------------------------------------------
+    def pending(self, request_id: str) -> RequestLogRow | None:
+        return self._buffer.get(request_id) or self._inflight.get(request_id)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._buffer) + len(self._inflight)
+
+    # -- the writer ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = self.flush_interval_s
+        while not self._stop.is_set():
+            if delay == self.flush_interval_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            else:  # backing off: only close() cuts the wait short
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if await self._drain():
+                delay = self.flush_interval_s
+            else:
+                base = self.retry_initial_s if delay == self.flush_interval_s else delay * 2
+                delay = min(self.retry_max_s, base) * random.uniform(0.8, 1.2)
+
+    async def _drain(self) -> bool:
+        """Write everything buffered now. False when the database failed (rows kept)."""
+        async with self._write_lock:
+            while self._buffer:
+                n = min(self.batch_size, len(self._buffer))
+                for _ in range(n):
+                    key, row = self._buffer.popitem(last=False)
+                    self._inflight[key] = row
+                try:
+                    await self._write(list(self._inflight.values()))
+                except BaseException as exc:
+                    self._requeue_inflight()
+                    if not isinstance(exc, Exception):  # cancelled: the rows are back in the buffer
+                        raise
+                    if self.last_error is None:
+                        log.warning(
+                            "request log: postgres write failed (%s); %d rows kept, retrying with backoff",
+                            type(exc).__name__,
+                            self.pending_count,
+                        )
+                    self.last_error = type(exc).__name__
+                    return False
+                self.written += len(self._inflight)
+                self._inflight.clear()
+                if self.last_error is not None:
+                    log.info("request log: postgres writes recovered; %d rows still buffered", len(self._buffer))
+                    self.last_error = None
+            return True
+
+    def _requeue_inflight(self) -> None:
+        merged = OrderedDict(self._inflight)
+        for key, row in self._buffer.items():
+            merged.setdefault(key, row)
+        self._inflight.clear()
+        self._buffer = merged
+
+    async def _write(self, rows: list[RequestLogRow]) -> None:
+        await self.db.ensure_schema()
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(INSERT_BATCH, _columns(rows))
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Write what is buffered now (read-your-writes for usage queries). True when all written."""
+        try:
+            if timeout_s is None:
+                return await self._drain()
+            return await asyncio.wait_for(self._drain(), timeout_s)
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        """Stop the writer and flush what can be written within close_timeout_s."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        deadline = time.monotonic() + self.close_timeout_s
+        while self.pending_count and time.monotonic() < deadline:
+            remaining = max(0.1, deadline - time.monotonic())
+            if not await self.flush(remaining):
+                await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self._closed = True
+        leftovers = list(self._buffer.values())
+        self._buffer.clear()
+        for row in leftovers:
+            self._drop(row, "postgres was unreachable at shutdown")
