@@ -1,0 +1,157 @@
+"""GET /api/v1/examples (list, paginated) and POST /api/v1/examples (add one or many).
+
+Admin role. Tenant-scoped: a caller lists the shared examples plus its own tenant's; what it
+adds belongs to its tenant unless it sets `"shared": true` (then every tenant routes with it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth.base import Role
+from ..context import AppContext
+from ..errors import DependencyUnavailable, InvalidRequest
+from ..examples_pipeline import encode
+from ..index.base import IndexUnavailable
+from ..routing.examples import LabelledExample
+from .common import authorize, handle, json_response, read_json_object
+
+MAX_PAGE = 500
+MAX_BATCH = 1000
+MAX_CONTENT_CHARS = 100_000
+
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ExampleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=MAX_CONTENT_CHARS, validation_alias="prompt")
+    outcomes: dict[str, Score] = Field(min_length=1, max_length=64)
+    category: str | None = Field(default=None, max_length=200)
+    task_type: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=32)
+    weight: float = Field(default=1.0, gt=0.0, le=100.0)
+    source: str = Field(default="api", min_length=1, max_length=200)
+    shared: bool = False
+
+    @field_validator("outcomes")
+    @classmethod
+    def _keys(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k in value if not k.strip() or len(k) > 200]
+        if bad:
+            raise ValueError("outcome keys must be non-empty model ids or tier:<name> keys")
+        return value
+
+
+class ExamplesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    examples: list[ExampleIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def public(ex: LabelledExample) -> dict[str, Any]:
+    return {
+        "id": ex.id,
+        "object": "routing.example",
+        "content": ex.content,
+        "outcomes": ex.outcomes,
+        "best_model": ex.best_model,
+        "label_source": ex.label_source,
+        "source": ex.source,
+        "category": ex.category,
+        "task_type": ex.task_type,
+        "language": ex.language,
+        "shared": ex.tenant is None,
+        "weight": ex.weight,
+        "source_request_id": ex.source_request_id,
+    }
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer.", param=name, code="invalid_parameter") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_parameter")
+    return value
+
+
+async def _list(request: Request, ctx: AppContext, request_id: str) -> Response:
+    principal = await authorize(ctx, request, Role.ADMIN)
+    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    try:
+        # one extra row tells whether another page exists
+        rows = await ctx.index.list(limit=limit + 1, offset=offset, tenant=principal.tenant)
+    except IndexUnavailable as exc:
+        raise DependencyUnavailable(f"The example index is unavailable: {exc}", code="index_unavailable") from None
+    body = {
+        "object": "list",
+        "data": [public(ex) for ex in rows[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "has_more": len(rows) > limit,
+    }
+    return json_response(body)
+
+
+def _parse(data: dict[str, Any]) -> list[ExampleIn]:
+    try:
+        if "examples" in data:
+            return ExamplesIn.model_validate(data).examples
+        return [ExampleIn.model_validate(data)]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidRequest(f"Invalid example: {param}: {err['msg']}", param=param, code="invalid_example") from None
+
+
+async def _add(request: Request, ctx: AppContext, request_id: str) -> Response:
+    principal = await authorize(ctx, request, Role.ADMIN)
+    data = await read_json_object(request, ctx.settings.max_body_bytes)
+    items = _parse(data)
+    examples = [
+        LabelledExample(
+            content=it.content,
+            outcomes=dict(it.outcomes),
+            label_source="manual",
+            source=it.source if it.shared else f"{it.source}@{principal.tenant}",
+            category=it.category,
+            task_type=it.task_type,
+            language=it.language,
+            tenant=None if it.shared else principal.tenant,
+            weight=it.weight,
+        )
+        for it in items
+    ]
+    try:
+        vectors = await encode(ctx.encoder, [ex.content for ex in examples])
+        await ctx.index.upsert(examples, vectors)
+    except IndexUnavailable as exc:
+        raise DependencyUnavailable(f"The example index is unavailable: {exc}", code="index_unavailable") from None
+    body = {"object": "list", "data": [public(ex) for ex in examples], "created": len(examples)}
+    return json_response(body, 201, {"x-request-id": request_id})
+
+
+async def list_examples(request: Request) -> Response:
+    return await handle(request, "examples", _list)
+
+
+async def add_examples(request: Request) -> Response:
+    return await handle(request, "examples", _add)
+
+
+async def examples(request: Request) -> Response:
+    """One function for both methods: the route is the same."""
+    if request.method == "POST":
+        return await add_examples(request)
+    return await list_examples(request)

@@ -1,0 +1,306 @@
+"""The Weaviate backup check, run by the timer (BACKUP_CHECK_SCHEDULE) and `cli backup-check`.
+
+One check:
+1. lists the backups on WEAVIATE_BACKUP_BACKEND that hold the examples collection;
+2. finds the newest SUCCESS and its age (hours since it completed);
+3. when a backup is still in progress, follows it (reads its status) instead of starting
+   another; otherwise, when the newest success is older than BACKUP_MAX_AGE_HOURS (or there is
+   none), starts `llm-router-<UTC timestamp>`;
+4. records the check in `backup_checks`, sets `llm_router_backup_age_hours` (-1: none), and logs
+   an error inside a trace span when the newest backup failed or no success is recent.
+
+The last check is what GET /api/v1/health shows under "backup".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from weaviate.backup.backup import BackupStatus, BackupStorage
+from weaviate.client import WeaviateAsyncClient
+from weaviate.exceptions import WeaviateBaseError
+
+from .config import Settings
+from .metrics import BACKUP_AGE_HOURS
+from .store.db import Database
+
+if TYPE_CHECKING:
+    from .context import AppContext
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = {
+    BackupStatus.STARTED,
+    BackupStatus.TRANSFERRING,
+    BackupStatus.TRANSFERRED,
+    BackupStatus.FINALIZING,
+    BackupStatus.CANCELLING,
+}
+FAILED = {BackupStatus.FAILED, BackupStatus.CANCELED}
+
+
+@dataclass
+class BackupCheck:
+    """One row of backup_checks. `latest_*` describe the newest backup of any status;
+    `latest_completed_at` / `age_hours` the newest successful one."""
+
+    backend: str
+    action: str  # none | started | following | start_failed | unreachable
+    ok: bool
+    detail: str
+    latest_backup_id: str | None = None
+    latest_status: str | None = None
+    latest_completed_at: datetime | None = None
+    age_hours: float | None = None
+    started_backup_id: str | None = None
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def public(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("checked_at", "latest_completed_at"):
+            out[key] = out[key].isoformat() if out[key] is not None else None
+        if out["age_hours"] is not None:
+            out["age_hours"] = round(out["age_hours"], 3)
+        return out
+
+
+class BackupCheckStore(Protocol):
+    async def record(self, check: BackupCheck) -> None: ...
+
+    async def latest(self) -> BackupCheck | None: ...
+
+
+class MemoryBackupCheckStore:
+    def __init__(self, keep: int = 1000) -> None:
+        self.checks: list[BackupCheck] = []
+        self.keep = keep
+
+    async def record(self, check: BackupCheck) -> None:
+        self.checks.append(check)
+        del self.checks[: -self.keep]
+
+    async def latest(self) -> BackupCheck | None:
+        return self.checks[-1] if self.checks else None
+
+
+_COLUMNS = (
+    "checked_at, backend, latest_backup_id, latest_status, latest_completed_at, age_hours, action,"
+    " started_backup_id, ok, detail"
+)
+
+
+class PostgresBackupCheckStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, check: BackupCheck) -> None:
+        await self.db.ensure_schema()
+        async with self.db.connection() as conn:
+            await conn.execute(
+                f"INSERT INTO backup_checks ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+                (
+                    check.checked_at,
+                    check.backend,
+                    check.latest_backup_id,
+                    check.latest_status,
+                    check.latest_completed_at,
+                    check.age_hours,
+                    check.action,
+                    check.started_backup_id,
+                    check.ok,
+                    check.detail,
+                ),
+            )
+
+    async def latest(self) -> BackupCheck | None:
+        await self.db.ensure_schema()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(f"SELECT {_COLUMNS} FROM backup_checks ORDER BY checked_at DESC, id DESC LIMIT 1")  # noqa: S608
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return BackupCheck(
+            checked_at=row[0],
+            backend=row[1],
+            latest_backup_id=row[2],
+            latest_status=row[3],
+            latest_completed_at=row[4],
+            age_hours=row[5],
+            action=row[6],
+            started_backup_id=row[7],
+            ok=row[8],
+            detail=row[9] or "",
+        )
+
+
+def new_backup_id(now: datetime) -> str:
+    # Weaviate backup ids are lowercase [a-z0-9_-]
+    return "llm-router-" + now.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+class BackupChecker:
+    def __init__(
+        self,
+        client: WeaviateAsyncClient,
+        store: BackupCheckStore,
+        *,
+        backend: str,
+        collection: str,
+        max_age_hours: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tracer_provider: Any = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.backend = BackupStorage(backend)
+        self.collection = collection
+        self.max_age_hours = max_age_hours
+        self.clock = clock
+        self.tracer_provider = tracer_provider
+
+    @classmethod
+    def from_settings(cls, s: Settings, client: WeaviateAsyncClient, store: BackupCheckStore) -> BackupChecker:
+        return cls(
+            client,
+            store,
+            backend=s.weaviate_backup_backend,
+            collection=s.weaviate_collection,
+            max_age_hours=s.backup_max_age_hours,
+        )
+
+    async def run(self) -> BackupCheck:
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer(__name__, tracer_provider=self.tracer_provider)
+        with tracer.start_as_current_span("weaviate.backup_check") as span:
+            check = await self._check()
+            span.set_attribute("backup.action", check.action)
+            span.set_attribute("backup.ok", check.ok)
+            if check.age_hours is not None:
+                span.set_attribute("backup.age_hours", check.age_hours)
+            BACKUP_AGE_HOURS.set(check.age_hours if check.age_hours is not None else -1)
+            if not check.ok:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, check.detail))
+                # logged inside the span: the JSON log line carries its trace and span ids
+                log.error(
+                    "Weaviate backup check failed: %s",
+                    check.detail,
+                    extra={"backup_action": check.action, "backup_backend": check.backend},
+                )
+            else:
+                log.info("Weaviate backup check: %s", check.detail)
+            try:
+                await self.store.record(check)
+            except Exception as exc:
+                log.error("could not record the backup check: %s", type(exc).__name__)
+        return check
+
+    async def _check(self) -> BackupCheck:
+        now = self.clock()
+        backend = self.backend.value
+        try:
+            if not self.client.is_connected():
+                await self.client.connect()
+            backups = await self.client.backup.list_backups(backend=self.backend)
+        except (WeaviateBaseError, OSError) as exc:
+            return BackupCheck(backend, "unreachable", False, f"cannot list backups: {exc}", checked_at=now)
+        mine = [b for b in backups if not b.collections or self.collection in b.collections]
+        mine.sort(key=lambda b: _when(b.started_at, b.completed_at), reverse=True)
+        newest = mine[0] if mine else None
+        success = next((b for b in mine if b.status == BackupStatus.SUCCESS), None)
+        check = BackupCheck(backend, "none", True, "", checked_at=now)
+        if newest is not None:
+            check.latest_backup_id, check.latest_status = newest.backup_id, newest.status.value
+        if success is not None:
+            done = success.completed_at or success.started_at
+            check.latest_completed_at = done
+            check.age_hours = max(0.0, (now - done).total_seconds() / 3600) if done else None
+        recent = check.age_hours is not None and check.age_hours <= self.max_age_hours
+        running = next((b for b in mine if b.status in IN_PROGRESS), None)
+        problems: list[str] = []
+        if newest is not None and newest.status in FAILED:
+            problems.append(f"the latest backup {newest.backup_id} is {newest.status.value}")
+        if running is not None:
+            status = await self._follow(running.backup_id)
+            check.action, check.started_backup_id = "following", running.backup_id
+            problems_or_note = f"backup {running.backup_id} is in progress ({status})"
+            if not recent:
+                problems.append(_age_text(check.age_hours, self.max_age_hours) + "; " + problems_or_note)
+            else:
+                check.detail = problems_or_note
+        elif not recent:
+            backup_id = new_backup_id(now)
+            try:
+                await self.client.backup.create(
+                    backup_id=backup_id,
+                    backend=self.backend,
+                    include_collections=[self.collection],
+                    wait_for_completion=False,
+                )
+                check.action, check.started_backup_id = "started", backup_id
+                problems.append(_age_text(check.age_hours, self.max_age_hours) + f"; started {backup_id}")
+            except (WeaviateBaseError, OSError) as exc:
+                check.action = "start_failed"
+                problems.append(_age_text(check.age_hours, self.max_age_hours) + f"; could not start a backup: {exc}")
+        if problems:
+            check.ok = False
+            check.detail = "; ".join(problems)
+        elif not check.detail:
+            check.detail = (
+                f"newest successful backup {success.backup_id if success else '?'} is {check.age_hours:.1f} h old"
+            )
+        return check
+
+    async def _follow(self, backup_id: str) -> str:
+        try:
+            status = await self.client.backup.get_create_status(backup_id=backup_id, backend=self.backend)
+        except (WeaviateBaseError, OSError) as exc:
+            return f"status unknown: {type(exc).__name__}"
+        return str(status.status.value)
+
+
+def _when(started: datetime | None, completed: datetime | None) -> datetime:
+    return started or completed or datetime.min.replace(tzinfo=UTC)
+
+
+def _age_text(age: float | None, limit: float) -> str:
+    if age is None:
+        return "no successful backup found"
+    return f"newest successful backup is {age:.1f} h old (limit {limit:g} h)"
+
+
+def health_details(store: BackupCheckStore) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """For ctx.extras["health_details"]: the last check, as GET /api/v1/health shows it."""
+
+    async def details() -> dict[str, Any]:
+        try:
+            last = await store.latest()
+        except Exception as exc:
+            return {"backup": {"status": "unknown", "detail": f"cannot read backup checks: {type(exc).__name__}"}}
+        if last is None:
+            return {"backup": {"status": "unknown", "detail": "no backup check has run yet"}}
+        return {"backup": {"status": "ok" if last.ok else "failing", **last.public()}}
+
+    return details
+
+
+async def run_backup_check(ctx: AppContext) -> BackupCheck | None:
+    """One check with the process's checker; None when no Weaviate is configured."""
+    checker: BackupChecker | None = ctx.extras.get("backup_checker")
+    if checker is None:
+        log.info("WEAVIATE_URL is not set: no Weaviate backups to check")
+        return None
+    return await checker.run()
+
+
+async def on_timer(past_due: bool) -> None:
+    """The timer function's body (function_app.backup_check)."""
+    from .context import get_context
+
+    if past_due:
+        log.warning("the backup check timer is past due")
+    await run_backup_check(await get_context())
