@@ -33,7 +33,11 @@ def test_oracle_beats_random_beats_reversed() -> None:
     strong, weak = outcomes(4000)
     oracle = strong - weak
     random_scores = np.random.default_rng(7).random(4000)
-    m_oracle, m_random, m_bad = metrics(oracle, strong, weak), metrics(random_scores, strong, weak), metrics(-oracle, strong, weak)
+    m_oracle, m_random, m_bad = (
+        metrics(oracle, strong, weak),
+        metrics(random_scores, strong, weak),
+        metrics(-oracle, strong, weak),
+    )
     assert m_oracle["apgr"] > 1.0  # sending only the prompts the strong model fixes beats "all strong"
     assert 0.45 < m_random["apgr"] < 0.55
     assert m_bad["apgr"] < m_random["apgr"]
@@ -65,17 +69,35 @@ def test_cli_evaluate_and_calibrate_on_real_data(tmp_path: Path) -> None:
     plot = tmp_path / "curve.png"
     out = subprocess.run(
         [sys.executable, "-m", "shared.cli", "evaluate", *args, "--json", "--plot", str(plot)],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     result = json.loads(out.stdout)
-    for key in ("apgr", "cpt50", "cpt80", "strong_calls_at_95", "weak_acc", "strong_acc", "n_train", "n_test", "decision_ms_p50"):
+    for key in (
+        "apgr",
+        "cpt50",
+        "cpt80",
+        "strong_calls_at_95",
+        "weak_acc",
+        "strong_acc",
+        "n_train",
+        "n_test",
+        "decision_ms_p50",
+    ):
         assert key in result
     assert result["n_train"] + result["n_test"] == 234 + 270 + 166
     assert 0.0 <= result["weak_acc"] <= 1.0 and 0.0 <= result["strong_acc"] <= 1.0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cal = subprocess.run(
         [sys.executable, "-m", "shared.cli", "calibrate", *args, "--target-strong-share", "0.4"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     c = json.loads(cal.stdout)
     assert c["setting"].startswith("COST_QUALITY_MARGIN=")

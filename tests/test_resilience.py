@@ -7,8 +7,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.config import Settings
 from shared.circuit.memory import MemoryCircuitBreaker
+from shared.config import Settings
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
 
