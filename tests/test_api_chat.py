@@ -48,11 +48,15 @@ async def test_chat_completion_routes_calls_and_answers(
     assert data["usage"]["prompt_tokens"] == count_tokens("What is the capital of France?")
     row = ctx.request_log.rows[-1]  # type: ignore[attr-defined]
     spec = ctx.catalog.get(chosen)
-    assert row.cost_usd == pytest.approx(spec.cost_usd(data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"]))
+    assert row.cost_usd == pytest.approx(
+        spec.cost_usd(data["usage"]["prompt_tokens"], data["usage"]["completion_tokens"])
+    )
     assert row.id == r.headers["x-request-id"]
 
 
-@pytest.mark.parametrize(("model", "policy"), [("auto:quality", "quality"), ("auto:cost", "cost"), ("auto:latency", "latency")])
+@pytest.mark.parametrize(
+    ("model", "policy"), [("auto:quality", "quality"), ("auto:cost", "cost"), ("auto:latency", "latency")]
+)
 async def test_policy_aliases(client: httpx.AsyncClient, fake_openai: FakeOpenAI, model: str, policy: str) -> None:
     r = await client.post(CHAT, json=body(model=model))
     assert r.status_code == 200
@@ -86,7 +90,9 @@ async def test_streaming_sse_with_usage(client: httpx.AsyncClient, fake_openai: 
     assert row.completion_tokens == usage["completion_tokens"]
 
 
-async def test_stream_without_include_usage_hides_the_usage_chunk(client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: AppContext) -> None:
+async def test_stream_without_include_usage_hides_the_usage_chunk(
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: AppContext
+) -> None:
     r = await client.post(CHAT, json=body(model="small", stream=True))
     chunks = [e for e in sse_events(r.text) if isinstance(e, dict)]
     assert all(c["choices"] for c in chunks)

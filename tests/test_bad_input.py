@@ -85,7 +85,9 @@ async def test_malformed_bodies(client: httpx.AsyncClient, path: str, raw: bytes
         ({"messages": MSG, "routing": []}, "routing"),
     ],
 )
-async def test_schema_errors_name_the_field(client: httpx.AsyncClient, payload: dict[str, Any], param: str | None) -> None:
+async def test_schema_errors_name_the_field(
+    client: httpx.AsyncClient, payload: dict[str, Any], param: str | None
+) -> None:
     r = await client.post(CHAT, json=payload)
     err = assert_error(r, 400)
     assert err["type"] == "invalid_request_error"
@@ -101,7 +103,9 @@ async def test_n_greater_than_one_is_refused(client: httpx.AsyncClient) -> None:
 
 
 async def test_unknown_and_retired_models(client: httpx.AsyncClient) -> None:
-    err = assert_error(await client.post(CHAT, json={"messages": MSG, "model": "gpt-17"}), 404, "model_not_found", "model")
+    err = assert_error(
+        await client.post(CHAT, json={"messages": MSG, "model": "gpt-17"}), 404, "model_not_found", "model"
+    )
     assert "auto" in err["message"] and "big" in err["message"]
     err = assert_error(await client.post(CHAT, json={"messages": MSG, "model": "gemini-1.5-pro"}), 410, "model_retired")
     assert "gemini-2.5-pro" in err["message"]
@@ -110,20 +114,29 @@ async def test_unknown_and_retired_models(client: httpx.AsyncClient) -> None:
 
 
 async def test_max_tokens_over_the_model_limit(client: httpx.AsyncClient) -> None:
-    err = assert_error(await client.post(CHAT, json={"messages": MSG, "model": "small", "max_tokens": 100_000}), 400, "max_tokens_exceeded", "max_tokens")
+    err = assert_error(
+        await client.post(CHAT, json={"messages": MSG, "model": "small", "max_tokens": 100_000}),
+        400,
+        "max_tokens_exceeded",
+        "max_tokens",
+    )
     assert "4096" in err["message"]
     # with auto, no model can take it: a 422 that lists why each model was excluded
     err = assert_error(await client.post(CHAT, json={"messages": MSG, "max_tokens": 100_000}), 422, "no_eligible_model")
     assert "big" in err["message"] and "small" in err["message"]
 
 
-async def test_body_over_the_size_limit(make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient) -> None:
+async def test_body_over_the_size_limit(
+    make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient
+) -> None:
     await make_context(settings=settings.model_copy(update={"max_body_bytes": 2048}))
     big = {"messages": [{"role": "user", "content": "x" * 5000}]}
     assert_error(await client.post(CHAT, json=big), 413, "payload_too_large")
 
 
-async def test_too_many_messages_and_characters(make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient) -> None:
+async def test_too_many_messages_and_characters(
+    make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient
+) -> None:
     await make_context(settings=settings.model_copy(update={"max_messages": 3, "max_total_chars": 100}))
     many = {"messages": [{"role": "user", "content": "hi"}] * 4}
     assert_error(await client.post(CHAT, json=many), 400, "too_many_messages", "messages")
@@ -131,7 +144,9 @@ async def test_too_many_messages_and_characters(make_context: ContextFactory, se
     assert_error(await client.post(CHAT, json=long), 400, "messages_too_long", "messages")
 
 
-async def test_unreachable_provider_is_a_503_naming_model_and_setting(make_context: ContextFactory, client: httpx.AsyncClient) -> None:
+async def test_unreachable_provider_is_a_503_naming_model_and_setting(
+    make_context: ContextFactory, client: httpx.AsyncClient
+) -> None:
     vertex = ModelSpec(
         id="gemini-2.5-flash",
         provider="vertex",
@@ -147,7 +162,9 @@ async def test_unreachable_provider_is_a_503_naming_model_and_setting(make_conte
     assert "gemini-2.5-flash" in err["message"] and "GOOGLE_CLOUD_PROJECT_ID" in err["message"]
 
 
-async def test_dead_upstream_is_a_503_naming_model_and_base_url(make_context: ContextFactory, client: httpx.AsyncClient) -> None:
+async def test_dead_upstream_is_a_503_naming_model_and_base_url(
+    make_context: ContextFactory, client: httpx.AsyncClient
+) -> None:
     dead = [m.model_copy(update={"base_url": "http://127.0.0.1:9/v1"}) for m in local_models("http://127.0.0.1:9/v1")]
     await make_context(catalog=Catalog(dead))
     r = await client.post(CHAT, json={"messages": MSG, "model": "small"})

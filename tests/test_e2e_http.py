@@ -72,7 +72,9 @@ async def test_openai_client_sees_router_errors_as_api_errors(router_url: str) -
 async def test_real_http_streaming_and_headers(router_url: str, fake_openai: FakeOpenAI) -> None:
     async with httpx.AsyncClient(base_url=router_url) as http:
         async with http.stream(
-            "POST", "/api/v1/chat/completions", json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+            "POST",
+            "/api/v1/chat/completions",
+            json={"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hello"}]},
         ) as r:
             assert r.status_code == 200
             assert r.headers["x-router-model"] in {"big", "small"}
@@ -84,7 +86,9 @@ async def test_real_http_streaming_and_headers(router_url: str, fake_openai: Fak
 
 async def test_decorated_functions_called_directly(ctx: AppContext, fake_openai: FakeOpenAI) -> None:
     chat = user_function("chat_completions")
-    resp = await chat(http_request("POST", "/api/v1/chat/completions", {"messages": [{"role": "user", "content": "hi there"}]}))
+    resp = await chat(
+        http_request("POST", "/api/v1/chat/completions", {"messages": [{"role": "user", "content": "hi there"}]})
+    )
     assert resp.status_code == 200
     data = orjson.loads(resp.body)
     assert data["object"] == "chat.completion"
@@ -94,7 +98,9 @@ async def test_decorated_functions_called_directly(ctx: AppContext, fake_openai:
     assert bad.status_code == 400 and orjson.loads(bad.body)["error"]["code"] == "invalid_json"
 
     route = user_function("route_decision")
-    decision = orjson.loads((await route(http_request("POST", "/api/v1/route", {"messages": [{"role": "user", "content": "hi"}]}))).body)
+    decision = orjson.loads(
+        (await route(http_request("POST", "/api/v1/route", {"messages": [{"role": "user", "content": "hi"}]}))).body
+    )
     assert decision["model"] in {"big", "small"}
 
     models = orjson.loads((await user_function("list_models")(http_request("GET", "/api/v1/models"))).body)
@@ -103,10 +109,18 @@ async def test_decorated_functions_called_directly(ctx: AppContext, fake_openai:
     assert orjson.loads(live.body) == {"status": "ok"}
 
 
-async def test_stream_function_returns_a_streaming_response(make_context: ContextFactory, fake_openai: FakeOpenAI) -> None:
+async def test_stream_function_returns_a_streaming_response(
+    make_context: ContextFactory, fake_openai: FakeOpenAI
+) -> None:
     await make_context()
     chat = user_function("chat_completions")
-    resp = await chat(http_request("POST", "/api/v1/chat/completions", {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    resp = await chat(
+        http_request(
+            "POST",
+            "/api/v1/chat/completions",
+            {"model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        )
+    )
     assert resp.status_code == 200
     assert resp.media_type == "text/event-stream"
     body = b"".join([chunk async for chunk in resp.body_iterator])
