@@ -103,9 +103,12 @@ async def wire_cache(settings: Settings, parts: Parts, closers: Closers) -> None
     cache: KeyValueCache
     if redis_url:
         from .cache.redis import RedisCache
+        from .circuit.redis import RedisCircuitBreaker
 
         cache = RedisCache(redis_url)
         parts["cache"] = cache
+        # circuit state is shared by every replica through the same Redis
+        parts["circuit"] = RedisCircuitBreaker(cache.client)
         try:
             await cache.ping()
         except CacheUnavailable as exc:
@@ -211,7 +214,10 @@ async def wire_jobs(settings: Settings, parts: Parts, closers: Closers) -> None:
 
 
 async def build_context(settings: Settings) -> AppContext:
+    from .telemetry import configure_tracing
+
     settings = await wire_secrets(settings)
+    configure_tracing(settings)
     parts: Parts = {}
     closers: Closers = []
     await wire_store(settings, parts, closers)

@@ -175,16 +175,26 @@ class JobService:
             log.exception("job store unavailable")
             raise DependencyUnavailable("The job store is unavailable; try again later.") from exc
         props: dict[str, Any] = {"tenant": principal.tenant, "schema_version": SCHEMA_VERSION}
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        props.update(carrier)
-        if "traceparent" in carrier:
-            props["Diagnostic-Id"] = carrier["traceparent"]
-        message = OutgoingMessage(
-            body=body, message_id=job.id, correlation_id=job.id, application_properties=props, reply_to=reply_to
-        )
         try:
-            await self.queue.send(self.settings.service_bus_queue, message)
+            with tracer.start_as_current_span(
+                "servicebus send",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "servicebus",
+                    "messaging.destination.name": self.settings.service_bus_queue,
+                    "messaging.message.id": job.id,
+                },
+            ):
+                # the producer span's context travels with the message: one job is one trace
+                carrier: dict[str, str] = {}
+                propagate.inject(carrier)
+                props.update(carrier)
+                if "traceparent" in carrier:
+                    props["Diagnostic-Id"] = carrier["traceparent"]
+                message = OutgoingMessage(
+                    body=body, message_id=job.id, correlation_id=job.id, application_properties=props, reply_to=reply_to
+                )
+                await self.queue.send(self.settings.service_bus_queue, message)
         except Exception as exc:
             log.exception("could not enqueue job %s", job.id)
             failed = {"message": "The job could not be queued.", "type": "server_error", "code": "enqueue_failed"}

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from opentelemetry import trace
 
 from .auth.base import Principal
 from .cache.base import KeyValueCache
@@ -45,9 +46,12 @@ from .routing.policy import PolicyName
 from .routing.router import Decision, Router, RoutingRequest
 from .schemas import POLICY_ALIASES, ChatCompletionRequest
 from .store.base import RequestLogRow, RequestLogSink
+from .telemetry import end_model_span, model_span
+from .telemetry import tracer as _get_tracer
 from .tokens import estimate_prompt_tokens, estimate_text_tokens
 
 log = logging.getLogger(__name__)
+_tracer = _get_tracer()
 
 
 AfterAnswer = Callable[[str, str | None, str, Any], Coroutine[Any, Any, None]]
@@ -82,6 +86,8 @@ class _Attempt:
     model: ModelSpec
     upstream_ms: float
     fallbacks: list[dict[str, str]] = field(default_factory=list)
+    span: Any = None  # the model call's span, ended once usage is known
+    attempts: int = 1
 
 
 def sse(obj: dict[str, Any]) -> bytes:
@@ -157,10 +163,24 @@ class RouterService:
         )
 
     async def decide(self, req: ChatCompletionRequest, principal: Principal | None) -> Decision:
-        rreq = self.routing_request(req, principal)
-        decision = await self.router.decide(rreq, open_circuits=await self.circuit.open_models())
-        DECISION_MS.observe(decision.decision_ms)
-        return decision
+        with _tracer.start_as_current_span("route") as span:
+            rreq = self.routing_request(req, principal)
+            decision = await self.router.decide(rreq, open_circuits=await self.circuit.open_models())
+            DECISION_MS.observe(decision.decision_ms)
+            top = decision.ranked[0]
+            span.set_attributes(
+                {
+                    "llm_router.requested_model": req.model,
+                    "llm_router.policy": decision.policy,
+                    "llm_router.chosen_model": decision.chosen.id,
+                    "llm_router.candidates": [c.model.id for c in decision.ranked],
+                    "llm_router.predicted_quality": round(top.predicted_quality, 4),
+                    "llm_router.decision_ms": round(decision.decision_ms, 3),
+                    "llm_router.index_status": decision.index_status,
+                    "llm_router.neighbours": len(decision.neighbours),
+                }
+            )
+            return decision
 
     # -- chat -------------------------------------------------------------------------------
     async def chat(
@@ -266,6 +286,16 @@ class RouterService:
                 "total_tokens": prompt_tokens + completion_tokens,
             }
         cost = model.cost_usd(prompt_tokens, completion_tokens)
+        finish = [str(c.get("finish_reason")) for c in completion.get("choices") or [] if c.get("finish_reason")]
+        end_model_span(
+            attempt.span,
+            response_model=str(completion.get("model") or model.id),
+            usage=(prompt_tokens, completion_tokens),
+            finish_reasons=finish,
+            cost_usd=cost,
+            tenant=principal.tenant,
+            attempts=attempt.attempts,
+        )
         await self._settle(reservation, prompt_tokens + completion_tokens, cost)
         total_ms = (time.perf_counter() - t0) * 1000
         overhead = max(0.0, total_ms - attempt.upstream_ms)
@@ -325,6 +355,7 @@ class RouterService:
             completed = False
             cacheable = cache_key is not None or semantic is not None
             meta: dict[str, Any] = {"id": first.get("id"), "created": first.get("created")}
+            stream_error: UpstreamError | None = None
             try:
                 chunk: Chunk | None = first
                 while chunk is not None:
@@ -349,6 +380,7 @@ class RouterService:
             except UpstreamError as exc:
                 # bytes are already with the caller: no fallback now; end with an error event
                 row.status, row.error_code = exc.status, exc.code
+                stream_error = exc
                 UPSTREAM_ERRORS.labels(model.id, exc.reason).inc()
                 yield sse(exc.body())
             finally:
@@ -363,6 +395,16 @@ class RouterService:
                 cost = model.cost_usd(pt, ct)
                 row.prompt_tokens, row.completion_tokens, row.cost_usd = pt, ct, cost
                 row.latency_ms, row.upstream_ms, row.overhead_ms = total_ms, total_ms - overhead, overhead
+                end_model_span(
+                    attempt.span,
+                    response_model=model.id,
+                    usage=(pt, ct),
+                    finish_reasons=[finish_reason] if finish_reason else [],
+                    cost_usd=cost,
+                    tenant=row.tenant,
+                    attempts=attempt.attempts,
+                    error=stream_error,
+                )
                 await self._settle(reservation, pt + ct, cost)
                 self._account(row)
             yield SSE_DONE
@@ -404,8 +446,11 @@ class RouterService:
                     fallbacks.append({"from": model.id, "to": nxt, "reason": "not_configured"})
                 continue
             t_call = time.perf_counter()
+            span = model_span(model)
+            tries = [1]
 
-            def on_retry(exc: BaseException, attempt: int, model_id: str = model.id) -> None:
+            def on_retry(exc: BaseException, attempt: int, model_id: str = model.id, tries: list[int] = tries) -> None:
+                tries[0] = attempt + 1
                 RETRIES.labels(model_id, getattr(exc, "reason", "error")).inc()
 
             try:
@@ -417,19 +462,36 @@ class RouterService:
                 )
             except UpstreamError as exc:
                 UPSTREAM_ERRORS.labels(model.id, exc.reason).inc()
+                end_model_span(span, error=exc, attempts=tries[0])
                 if exc.transient:
                     await self.circuit.record_failure(model.id)
                 last_error = exc
                 if nxt and exc.reason in self.settings.fallback_reasons and not deadline.expired:
                     fallbacks.append({"from": model.id, "to": nxt, "reason": exc.reason})
                     FALLBACKS.labels(model.id, nxt, exc.reason).inc()
-                    log.warning("fallback %s -> %s (%s)", model.id, nxt, exc.reason)
+                    trace.get_current_span().add_event(
+                        "fallback",
+                        {
+                            "llm_router.fallback.from": model.id,
+                            "llm_router.fallback.to": nxt,
+                            "llm_router.fallback.reason": exc.reason,
+                        },
+                    )
+                    log.warning(
+                        "fallback %s -> %s (%s)",
+                        model.id,
+                        nxt,
+                        exc.reason,
+                        extra={"fallback_from": model.id, "fallback_to": nxt, "fallback_reason": exc.reason},
+                    )
                     continue
                 raise
             upstream_ms = (time.perf_counter() - t_call) * 1000
             UPSTREAM_MS.labels(model.id).observe(upstream_ms)
             await self.circuit.record_success(model.id)
-            return result, _Attempt(model=model, upstream_ms=upstream_ms, fallbacks=fallbacks)
+            return result, _Attempt(
+                model=model, upstream_ms=upstream_ms, fallbacks=fallbacks, span=span, attempts=tries[0]
+            )
         if last_error is not None:
             raise last_error
         assert not_configured is not None
@@ -449,14 +511,20 @@ class RouterService:
     async def _cache_get(self, key: str) -> tuple[Completion | None, bool]:
         """The cached completion, and whether the cache answered at all (False: bypassed)."""
         assert self.cache is not None
-        try:
-            raw = await self.cache.get(key)
-        except Exception as exc:  # a cache outage bypasses the cache
-            log.warning("cache get failed, bypassing: %s", type(exc).__name__)
-            CACHE.labels("response", "error").inc()
-            return None, False
-        CACHE.labels("response", "hit" if raw else "miss").inc()
-        return (orjson.loads(raw) if raw else None), True
+        with _tracer.start_as_current_span(
+            "cache get", kind=trace.SpanKind.CLIENT, attributes={"db.system": self.cache.kind}
+        ) as span:
+            try:
+                raw = await self.cache.get(key)
+            except Exception as exc:  # a cache outage bypasses the cache
+                log.warning("cache get failed, bypassing: %s", type(exc).__name__)
+                CACHE.labels("response", "error").inc()
+                span.set_attribute("llm_router.cache.result", "error")
+                return None, False
+            result = "hit" if raw else "miss"
+            span.set_attribute("llm_router.cache.result", result)
+            CACHE.labels("response", result).inc()
+            return (orjson.loads(raw) if raw else None), True
 
     async def _semantic_slot(
         self, req: ChatCompletionRequest, principal: Principal, decision: Decision

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from .config import Settings
+
+# the request being served, so every log line of it carries its id
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -25,6 +29,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            out["request_id"] = request_id
         for key, val in record.__dict__.items():
             if key not in _STD_ATTRS and not key.startswith("_"):
                 out[key] = val
@@ -88,3 +95,58 @@ def tracer() -> Any:
     from opentelemetry import trace
 
     return trace.get_tracer(TRACER_NAME)
+
+
+_GEN_AI_SYSTEM = {"vertex": "gcp.vertex_ai", "openai": "openai"}
+
+
+def model_span(model: Any) -> Any:
+    """A client span for one model call (retries included), with the OpenTelemetry GenAI
+    semantic conventions; ended by end_model_span once usage is known."""
+    from opentelemetry import trace
+
+    system = _GEN_AI_SYSTEM.get(model.provider, model.provider)
+    return tracer().start_span(
+        f"chat {model.id}",
+        kind=trace.SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": system,
+            "gen_ai.provider.name": system,
+            "gen_ai.request.model": model.upstream_model,
+            "llm_router.model": model.id,
+        },
+    )
+
+
+def end_model_span(
+    span: Any,
+    *,
+    response_model: str | None = None,
+    usage: tuple[int, int] | None = None,
+    finish_reasons: list[str] | None = None,
+    cost_usd: float | None = None,
+    tenant: str | None = None,
+    attempts: int = 1,
+    error: BaseException | None = None,
+) -> None:
+    if span is None:
+        return
+    from opentelemetry import trace
+
+    attrs: dict[str, Any] = {"llm_router.attempts": attempts}
+    if response_model is not None:
+        attrs["gen_ai.response.model"] = response_model
+    if usage is not None:
+        attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"] = usage
+    if finish_reasons:
+        attrs["gen_ai.response.finish_reasons"] = finish_reasons
+    if cost_usd is not None:
+        attrs["llm_router.cost_usd"] = cost_usd
+    if tenant is not None:
+        attrs["llm_router.tenant"] = tenant
+    span.set_attributes(attrs)
+    if error is not None:
+        span.set_attribute("error.type", getattr(error, "code", type(error).__name__))
+        span.set_status(trace.StatusCode.ERROR, str(getattr(error, "reason", "")))
+    span.end()

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from opentelemetry import propagate, trace
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,8 +19,10 @@ from ..context import AppContext, get_context
 from ..errors import InvalidRequest, PayloadTooLarge, PermissionDenied, RouterError
 from ..metrics import REQUEST_MS
 from ..schemas import ChatCompletionRequest, parse_chat_request
+from ..telemetry import TRACER_NAME, request_id_var
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(TRACER_NAME)
 
 Handler = Callable[[Request, AppContext, str], Awaitable[Response]]
 
@@ -40,21 +43,37 @@ def new_request_id() -> str:
 
 
 async def handle(request: Request, route: str, handler: Handler) -> Response:
-    """Run a handler with the process context, mapping every failure to a JSON error."""
+    """Run a handler with the process context, mapping every failure to a JSON error, inside a
+    server span that continues the caller's W3C trace context."""
     request_id = new_request_id()
+    token = request_id_var.set(request_id)
     t0 = time.perf_counter()
-    try:
-        ctx = await get_context()
-        response = await handler(request, ctx, request_id)
-    except RouterError as exc:
-        response = error_response(exc, request_id)
-    except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id, "route": route})
-        response = error_response(
-            RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"),
-            request_id,
-        )
+    with _tracer.start_as_current_span(
+        f"{request.method} {request.url.path}",
+        context=propagate.extract(request.headers),
+        kind=trace.SpanKind.SERVER,
+        attributes={
+            "http.request.method": request.method,
+            "url.path": request.url.path,
+            "llm_router.request_id": request_id,
+        },
+    ) as span:
+        try:
+            ctx = await get_context()
+            response = await handler(request, ctx, request_id)
+        except RouterError as exc:
+            response = error_response(exc, request_id)
+        except Exception:
+            log.exception("unhandled error", extra={"route": route})
+            response = error_response(
+                RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"),
+                request_id,
+            )
+        span.set_attribute("http.response.status_code", response.status_code)
+        if response.status_code >= 500:
+            span.set_status(trace.StatusCode.ERROR)
     REQUEST_MS.labels(route).observe((time.perf_counter() - t0) * 1000)
+    request_id_var.reset(token)
     return response
 
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from ..auth.base import Role
 from ..context import AppContext
 from ..health import health_report, readiness
-from ..metrics import render
+from ..metrics import CIRCUIT_STATE, CIRCUIT_VALUES, render
 from .common import authorize, handle, json_response
 
 
@@ -56,6 +56,9 @@ async def ready(request: Request) -> Response:
 async def _metrics(request: Request, ctx: AppContext, request_id: str) -> Response:
     if not ctx.settings.metrics_public:
         await authorize(ctx, request, Role.OPS)
+    states = await ctx.circuit.states()
+    for m in ctx.catalog:
+        CIRCUIT_STATE.labels(m.id).set(CIRCUIT_VALUES[states.get(m.id, "closed")])
     body, content_type = render()
     return Response(body, media_type=content_type)
 

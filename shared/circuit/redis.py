@@ -86,8 +86,12 @@ return 1
 
 
 class RedisCircuitBreaker:
-    def __init__(self, redis: Any, policy: CircuitPolicy | None = None, *, cache_s: float = 0.5) -> None:
+    def __init__(
+        self, redis: Any, policy: CircuitPolicy | None = None, *, cache_s: float = 0.5, down_backoff_s: float = 2.0
+    ) -> None:
         self.redis = redis
+        self.down_backoff_s = down_backoff_s
+        self._down_until = 0.0
         self.policy = policy or CircuitPolicy()
         self.cache_s = cache_s
         self._snapshot: dict[str, str] = {}
@@ -125,8 +129,15 @@ class RedisCircuitBreaker:
         if not self.degraded:
             log.warning("redis circuit state unavailable, using in-process state: %s", type(exc).__name__)
         self.degraded = True
+        # while Redis is down, do not pay its timeout on every request
+        self._down_until = time.monotonic() + self.down_backoff_s
+
+    def _skip(self) -> bool:
+        return time.monotonic() < self._down_until
 
     async def open_models(self) -> set[str]:
+        if self._skip():
+            return await self._fallback.open_models()
         try:
             states = await self._refresh()
             blocked = {m for m, s in states.items() if s == "open"}
@@ -142,6 +153,9 @@ class RedisCircuitBreaker:
     async def record_success(self, model: str) -> None:
         if self._snapshot.get(model, "closed") == "closed" and not self.degraded:
             return  # nothing to close: saves a round trip per request
+        if self._skip():
+            await self._fallback.record_success(model)
+            return
         try:
             await self._success(keys=self._keys(model)[:2])
             self._snapshot[model] = "closed"
@@ -151,6 +165,9 @@ class RedisCircuitBreaker:
         await self._fallback.record_success(model)
 
     async def record_failure(self, model: str) -> None:
+        if self._skip():
+            await self._fallback.record_failure(model)
+            return
         try:
             state = await self._failure(
                 keys=self._keys(model),
@@ -171,6 +188,8 @@ class RedisCircuitBreaker:
             await self._fallback.record_failure(model)
 
     async def states(self) -> dict[str, str]:
+        if self._skip():
+            return await self._fallback.states()
         try:
             self._snapshot_at = 0.0
             states = dict(await self._refresh())

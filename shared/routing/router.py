@@ -9,6 +9,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from opentelemetry import trace
 
 from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder
@@ -19,6 +20,7 @@ from .policy import Candidate, PolicyName, rank
 from .predictor import PredictorParams, predict_qualities
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("llm-router")
 
 # When the caller sets no max_tokens, cost is estimated for an answer of this many tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
@@ -114,14 +116,21 @@ class Router:
         return row
 
     async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], str]:
-        try:
-            found = await asyncio.wait_for(
-                self.index.search(vector, self.params.k, tenant=tenant), self.index_timeout_s
-            )
-            return found, "ok"
-        except Exception as exc:  # any index failure: route on priors, say so
-            log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
-            return [], "index unavailable"
+        with _tracer.start_as_current_span(
+            "vector_search",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": self.index.kind, "llm_router.k": self.params.k},
+        ) as span:
+            try:
+                found = await asyncio.wait_for(
+                    self.index.search(vector, self.params.k, tenant=tenant), self.index_timeout_s
+                )
+                span.set_attribute("llm_router.neighbours", len(found))
+                return found, "ok"
+            except Exception as exc:  # any index failure: route on priors, say so
+                log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
+                span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+                return [], "index unavailable"
 
     async def decide(self, req: RoutingRequest, *, open_circuits: Collection[str] = ()) -> Decision:
         t0 = time.perf_counter()

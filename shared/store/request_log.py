@@ -20,6 +20,7 @@ from collections import OrderedDict
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry import trace
 from psycopg.types.json import Jsonb
 
 from ..metrics import LOG_ROWS_DROPPED
@@ -27,6 +28,7 @@ from .base import RequestLogRow
 from .db import Database
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("llm-router")
 
 NO_MODEL = "none"
 # The whole batch travels as one array per column, so the statement is the same for any batch
@@ -224,9 +226,14 @@ class PostgresRequestLog:
         self._buffer = merged
 
     async def _write(self, rows: list[RequestLogRow]) -> None:
-        await self.db.ensure_schema()
-        async with self.db.connection() as conn, conn.transaction():
-            await conn.execute(INSERT_BATCH, _columns(rows))
+        with _tracer.start_as_current_span(
+            "request_log flush",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "llm_router.rows": len(rows)},
+        ):
+            await self.db.ensure_schema()
+            async with self.db.connection() as conn, conn.transaction():
+                await conn.execute(INSERT_BATCH, _columns(rows))
 
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Write what is buffered now (read-your-writes for usage queries). True when all written."""
