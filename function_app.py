@@ -5,7 +5,9 @@ from __future__ import annotations
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from shared.api import chat, ops
+from shared import backups, examples_pipeline
+from shared.api import chat, examples, feedback, jobs, openapi, ops, usage
+from shared.config import get_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
@@ -47,54 +49,37 @@ async def prometheus_metrics(req: Request) -> Response:
 
 @app.route(route="api/v1/openapi.json", methods=["GET"])
 async def openapi_document(req: Request) -> Response:
-    from shared.api import openapi
-
     return await openapi.document(req, app)
 
 
 @app.route(route="api/v1/usage", methods=["GET"])
 async def usage_report(req: Request) -> Response:
-    from shared.api import usage
-
     return await usage.usage(req)
 
 
 @app.route(route="api/v1/feedback", methods=["POST"])
 async def post_feedback(req: Request) -> Response:
-    from shared.api import feedback
-
     return await feedback.feedback(req)
 
 
 @app.route(route="api/v1/jobs", methods=["POST"])
 async def submit_job(req: Request) -> Response:
-    from shared.api import jobs
-
     return await jobs.submit(req)
 
 
 @app.route(route="api/v1/jobs/{id}", methods=["GET"])
 async def get_job(req: Request) -> Response:
-    from shared.api import jobs
-
     return await jobs.status(req)
 
 
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="%SERVICE_BUS_QUEUE%", connection="ServiceBusConnection")
 async def route_job_message(msg: func.ServiceBusMessage) -> None:
-    from shared.api import jobs
-
     await jobs.process_message(msg)
 
 
 @app.route(route="api/v1/examples", methods=["GET", "POST"])
 async def routing_examples(req: Request) -> Response:
-    from shared.api import examples
-
     return await examples.examples(req)
-
-
-from shared.config import get_settings as _get_settings  # noqa: E402
 
 
 # run_on_startup comes from BACKUP_CHECK_RUN_ON_STARTUP (default false, as Azure advises for
@@ -102,16 +87,12 @@ from shared.config import get_settings as _get_settings  # noqa: E402
 @app.timer_trigger(
     schedule="%BACKUP_CHECK_SCHEDULE%",
     arg_name="timer",
-    run_on_startup=_get_settings().backup_check_run_on_startup,
+    run_on_startup=get_settings().backup_check_run_on_startup,
 )
 async def backup_check(timer: func.TimerRequest) -> None:
-    from shared import backups
-
     await backups.on_timer(timer.past_due)
 
 
 @app.timer_trigger(schedule="%FEEDBACK_EXAMPLES_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def feedback_to_examples(timer: func.TimerRequest) -> None:
-    from shared import examples_pipeline
-
     await examples_pipeline.on_feedback_timer(timer.past_due)

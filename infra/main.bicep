@@ -20,6 +20,12 @@ targetScope = 'resourceGroup'
 // ---------------------------------------------------------------------------------------------
 
 @description('Azure region for every resource created here.')
+@description('NCRONTAB schedule of the Weaviate backup check (seconds first).')
+param backupCheckSchedule string = '0 0 */6 * * *'
+
+@description('NCRONTAB schedule of the feedback-to-examples worker.')
+param feedbackExamplesSchedule string = '0 */5 * * * *'
+
 param location string = resourceGroup().location
 
 @description('Lower-case letters and digits only; prefixes resource names (the registry name allows no dashes).')
@@ -526,6 +532,16 @@ var appSettings = [
   {
     name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
     value: 'true'
+  }
+  // timer schedules are bound as %SETTING% in function_app.py: the host cannot index the
+  // timers without them
+  {
+    name: 'BACKUP_CHECK_SCHEDULE'
+    value: backupCheckSchedule
+  }
+  {
+    name: 'FEEDBACK_EXAMPLES_SCHEDULE'
+    value: feedbackExamplesSchedule
   }
 ]
 

@@ -457,3 +457,21 @@ def test_workflow_actions_are_pinned() -> None:
         if uses:
             name, _, ref = str(uses).partition("@")
             assert ref and ref not in {"main", "master", "latest"}, f"{name} is not pinned: {uses}"
+
+
+def test_every_binding_setting_is_an_app_setting() -> None:
+    """%SETTING% expressions in function_app.py bindings must exist as app settings in Azure,
+    or the Functions host cannot index the function."""
+    import re
+
+    import function_app
+    from shared.devhost import index_functions
+
+    idx = index_functions(function_app.app)
+    source = (ROOT / "function_app.py").read_text()
+    names = set(re.findall(r'"%([A-Za-z0-9_]+)%"', source))
+    assert names >= {"SERVICE_BUS_QUEUE", "BACKUP_CHECK_SCHEDULE"}
+    assert idx.timers and idx.service_bus
+    bicep = (ROOT / "infra" / "main.bicep").read_text()
+    for name in names:
+        assert f"name: '{name}'" in bicep, f"{name} is bound in function_app.py but not set in infra/main.bicep"
