@@ -162,3 +162,14 @@ def redis_control(_redis_server: RedisControl) -> Iterator[RedisControl]:
 @pytest.fixture
 def redis_url(redis_control: RedisControl) -> str:
     return redis_control.url
+
+
+PG_FIXTURES = {"pg_url", "pg_control", "database", "_pg_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use PostgreSQL carry the `postgres` marker, so CI can run them again against
+    the machine's own PostgreSQL (`pytest -m postgres` with TEST_DATABASE_URL)."""
+    for item in items:
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
