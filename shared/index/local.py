@@ -86,9 +86,14 @@ class LocalIndex:
     def _refresh(self) -> None:
         approximate = len(self._rows) >= self.approximate_above
         if self._rows:
-            # row-major when approximate: re-scoring candidates reads whole rows
+            # column-major only for sparse vectors (the hashing encoder), whose queries read just
+            # the columns they touch; dense vectors (tfidf-svd) and re-scoring candidates read
+            # whole rows, and a row-major product is ~2x faster for them
             stacked = np.vstack(self._rows)
-            self._matrix = stacked if approximate else np.asfortranarray(stacked)
+            sparse = not approximate and _mostly_sparse(stacked)
+            self._matrix = np.asfortranarray(stacked) if sparse else stacked
+            # the rows become views of the matrix: one copy of the vectors in memory, not two
+            self._rows = list(self._matrix)
         else:
             self._matrix = np.zeros((0, self.dim), dtype=np.float32, order="F")
         self._tenants = np.array([ex.tenant for ex in self._examples], dtype=object)
@@ -119,7 +124,7 @@ class LocalIndex:
         if self._dirty:
             self._refresh()
         nz = np.flatnonzero(vector)
-        if len(nz) < _SPARSE_QUERY_SHARE * self.dim:
+        if self._matrix.flags.f_contiguous and len(nz) < _SPARSE_QUERY_SHARE * self.dim:
             out: np.ndarray = self._matrix[:, nz] @ vector[nz]
             return out
         full: np.ndarray = self._matrix @ vector
@@ -183,6 +188,11 @@ class LocalIndex:
 
     async def close(self) -> None:
         return None
+
+
+def _mostly_sparse(matrix: np.ndarray, sample: int = 256) -> bool:
+    head = matrix[:sample]
+    return bool(np.count_nonzero(head) < _SPARSE_QUERY_SHARE * head.size)
 
 
 def _ms(t0: float) -> float:

@@ -1,0 +1,418 @@
+"""The speed harness of ../shared/brief/BENCH.md, all in one run on loopback:
+
+fake upstream (the floor) -> the router's local host on the full path -> LiteLLM's proxy,
+each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
+trivial one, the router's resident memory, and streaming time to first byte.
+
+    python -m bench.run [--quick] [--skip-litellm] [--profile]
+
+Prints a table with the goals' ratios and writes bench/results/bench-<time>.json (git-ignored).
+Every process it starts it stops, and every load is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from shared.config import PROJECT_DIR
+
+from . import litellm_peer, profile, ttfb, wrk
+from .procs import Proc, free_port, processes_mentioning, rss_mb_of, started, stop_strays
+
+RESULTS = PROJECT_DIR / "bench" / "results"
+MESSAGES = [{"role": "user", "content": "What is 2 + 2? Answer with one number."}]
+TENANT = "bench"
+# generous quotas: the quota check stays on the measured path without refusing the load
+QUOTA_ENV = {
+    "QUOTA_REQUESTS_PER_MINUTE": "1000000000",
+    "QUOTA_TOKENS_PER_DAY": "1000000000000",
+    "QUOTA_USD_PER_MONTH": "1000000000",
+}
+# backends the bench must not pick up from the caller's shell
+UNSET = ("DATABASE_URL", "REDIS_URL", "WEAVIATE_URL", "KEY_VAULT_URL", "APPLICATIONINSIGHTS_CONNECTION_STRING")
+
+
+@dataclass(frozen=True)
+class Durations:
+    latency_s: int
+    throughput_s: int
+    warmup_s: int
+    ttfb_n: int
+    profile_s: int
+
+
+FULL = Durations(latency_s=10, throughput_s=15, warmup_s=2, ttfb_n=300, profile_s=10)
+QUICK = Durations(latency_s=3, throughput_s=4, warmup_s=1, ttfb_n=60, profile_s=5)
+
+GOALS = {
+    "added_latency_c1_p50_ms": 2.0,
+    "added_latency_vs_litellm": 1 / 8,
+    "throughput_c32_vs_litellm": 10.0,
+    "route_over_trivial_p50_ms": 1.0,
+    "rss_mb": 300.0,
+    "ttfb_over_upstream_ms": 2.0,
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load(url: str, script: Path | None, d: Durations) -> dict[str, Any]:
+    wrk.run(url, connections=1, duration_s=d.warmup_s, script=script)
+    c1 = wrk.run(url, connections=1, duration_s=d.latency_s, script=script)
+    c32 = wrk.run(url, connections=32, duration_s=d.throughput_s, script=script)
+    for r in (c1, c32):
+        if r.non_2xx or r.socket_errors:
+            log(f"warning: {url}: {r.non_2xx} non-2xx responses, {r.socket_errors} socket errors")
+    return {"c1": c1.as_dict(), "c32": c32.as_dict()}
+
+
+def post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
+    req = urllib.request.Request(  # noqa: S310 - loopback URL
+        url, data=orjson.dumps(body), headers={"content-type": "application/json", **headers}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_json(url: str, headers: dict[str, str]) -> Any:
+    req = urllib.request.Request(url, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return orjson.loads(exc.read() or b"{}")
+
+
+# -- the router ---------------------------------------------------------------------------------
+def write_catalog(path: Path, upstream_base_url: str) -> Path:
+    raw = yaml.safe_load((PROJECT_DIR / "examples" / "catalog.local.yaml").read_text())
+    for model in raw["models"]:
+        model["base_url"] = upstream_base_url
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def mint_token(secret: str, roles: list[str]) -> str:
+    """With the project's CLI; PyJWT directly (the same claims) if the CLI cannot."""
+    argv = [sys.executable, "-m", "shared.cli", "token", "--tenant", TENANT, "--ttl", "2h"]
+    for role in roles:
+        argv += ["--role", role]
+    env = {**os.environ, "JWT_SECRET": secret}
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=PROJECT_DIR, check=False)
+    token = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+    if token.count(".") == 2:
+        return token
+    import jwt
+
+    names = {"invoke": "LLMRouter.Invoke", "ops": "LLMRouter.Ops", "admin": "LLMRouter.Admin"}
+    now = int(time.time())
+    claims = {
+        "iss": os.environ.get("JWT_ISSUER", "llm-router"),
+        "aud": os.environ.get("JWT_AUDIENCE", "llm-router"),
+        "sub": f"service:{TENANT}",
+        "tenant": TENANT,
+        "roles": [names[r] for r in roles],
+        "iat": now,
+        "exp": now + 7200,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def router_env(catalog: Path, data_dir: Path, secret: str) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        "MODEL_CATALOG_PATH": str(catalog),
+        "CACHE_ENABLED": "false",
+        "AUTH_ENABLED": "true",
+        "JWT_SECRET": secret,
+        "DATABASE_ENABLED": "true",
+        "EMBEDDED_DATA_DIR": str(data_dir),
+        "LOCAL_LLM_API_KEY": "sk-bench-not-a-secret",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        **QUOTA_ENV,
+    }
+    env.update({k: None for k in UNSET})
+    return env
+
+
+def request_log_state(health: Any) -> str:
+    deps = health.get("dependencies") or health.get("checks") or {} if isinstance(health, dict) else {}
+    for name, dep in deps.items() if isinstance(deps, dict) else []:
+        if any(w in name.lower() for w in ("database", "postgres", "store", "request_log")):
+            status = dep.get("status") if isinstance(dep, dict) else dep
+            return f"postgres ({name}: {status})"
+    return "in memory: no database dependency reported (wire_store not wired yet?)"
+
+
+def bench_router(upstream_url: str, tmp: Path, d: Durations, want_profile: bool, stamp: str) -> dict[str, Any]:
+    secret = secrets.token_urlsafe(48)
+    catalog = write_catalog(tmp / "catalog.yaml", upstream_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "shared.devhost", "--port", str(port)]
+    out: dict[str, Any] = {}
+    pgdata = tmp / "pgdata"
+    try:
+        with started("router", argv, tmp / "router.log", router_env(catalog, pgdata, secret)) as proc:
+            _bench_router(proc, base, port, tmp, d, want_profile, stamp, secret, pgdata, out)
+    finally:
+        strays = stop_strays(str(pgdata))
+        if strays:
+            log(f"stopped {strays} embedded PostgreSQL processes the router left running")
+    return out
+
+
+def _bench_router(
+    proc: Proc,
+    base: str,
+    port: int,
+    tmp: Path,
+    d: Durations,
+    want_profile: bool,
+    stamp: str,
+    secret: str,
+    pgdata: Path,
+    out: dict[str, Any],
+) -> None:
+    t0 = time.perf_counter()
+    proc.wait_http(f"{base}/health/ready", timeout_s=120)
+    out["startup_s"] = round(time.perf_counter() - t0, 2)
+    token = mint_token(secret, ["invoke"])
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"model": "auto", "messages": MESSAGES}
+    status, answer = post_json(f"{base}/api/v1/chat/completions", body, auth)
+    if status != 200:
+        raise RuntimeError(f"router answered {status}: {answer[:300]!r}\n{proc.tail()}")
+    out["chosen_model"] = orjson.loads(answer).get("model")
+    health = get_json(f"{base}/api/v1/health", {"Authorization": f"Bearer {mint_token(secret, ['ops'])}"})
+    out["request_log"] = request_log_state(health)
+    out["dependencies"] = health.get("dependencies", health) if isinstance(health, dict) else health
+    out["rss_mb_idle"] = round(proc.rss_mb(), 1)
+    log(f"router up in {out['startup_s']} s, RSS {out['rss_mb_idle']} MB, request log: {out['request_log']}")
+
+    chat_script = wrk.post_script(tmp / "router_chat.lua", body, auth)
+    route_script = wrk.post_script(tmp / "router_route.lua", body, auth)
+    log("router: chat completions, c=1 then c=32")
+    out["chat"] = load(f"{base}/api/v1/chat/completions", chat_script, d)
+    log("router: /api/v1/route and /health/live at c=1")
+    wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.warmup_s, script=route_script)
+    out["route_c1"] = wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.latency_s, script=route_script)
+    out["live_c1"] = wrk.run(f"{base}/health/live", connections=1, duration_s=d.latency_s)
+    out["route_c1"], out["live_c1"] = out["route_c1"].as_dict(), out["live_c1"].as_dict()
+    log("router: streaming time to first byte")
+    stream_body = {**body, "stream": True}
+    out["ttfb"] = ttfb.measure_sync(
+        "127.0.0.1", port, "/api/v1/chat/completions", stream_body, n=d.ttfb_n, headers=auth
+    )
+    out["rss_mb"] = round(proc.rss_mb(), 1)
+    out["postgres_rss_mb"] = round(rss_mb_of(processes_mentioning(str(pgdata))), 1)
+    if want_profile:
+        out["profile"] = profile_router(proc, base, chat_script, d, stamp)
+
+
+def profile_router(proc: Proc, base: str, script: Path, d: Durations, stamp: str) -> dict[str, Any] | None:
+    raw = RESULTS / f"profile-{stamp}.txt"
+    log(f"router: profiling {d.profile_s} s under c=32 load with py-spy -> {raw.relative_to(PROJECT_DIR)}")
+    sampler = profile.record(proc.pid, raw, d.profile_s + 1)
+    if sampler is None:
+        return None
+    try:
+        time.sleep(0.5)
+        wrk.run(f"{base}/api/v1/chat/completions", connections=32, duration_s=d.profile_s, script=script)
+        _, err = sampler.communicate(timeout=60)
+    finally:
+        if sampler.poll() is None:
+            sampler.terminate()
+            sampler.wait(10)
+    if not raw.exists():
+        log(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
+        return None
+    summary = profile.summarise(raw)
+    profile.print_summary(summary)
+    return {"raw": str(raw.relative_to(PROJECT_DIR)), **summary}
+
+
+# -- the peer -------------------------------------------------------------------------------------
+def bench_litellm(upstream_url: str, tmp: Path, d: Durations) -> dict[str, Any]:
+    version = litellm_peer.ensure_installed()
+    config = litellm_peer.write_config(tmp / "litellm.yaml", upstream_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, Any] = {"version": version}
+    # auth on for the peer too (it refuses to start without a master key): like for like
+    master_key = "sk-" + secrets.token_hex(32)
+    env: dict[str, str | None] = {**litellm_peer.ENV, "LITELLM_MASTER_KEY": master_key}
+    auth = {"Authorization": f"Bearer {master_key}"}
+    with started("litellm", litellm_peer.argv(config, port), tmp / "litellm.log", env) as proc:
+        proc.wait_http(f"{base}/health/liveliness", timeout_s=180)
+        body = {"model": litellm_peer.MODEL_NAME, "messages": MESSAGES}
+        status, answer = post_json(f"{base}/v1/chat/completions", body, auth)
+        if status != 200:
+            raise RuntimeError(f"litellm answered {status}: {answer[:300]!r}\n{proc.tail()}")
+        log(f"litellm {version}: chat completions, c=1 then c=32")
+        out["chat"] = load(f"{base}/v1/chat/completions", wrk.post_script(tmp / "litellm.lua", body, auth), d)
+        out["rss_mb"] = round(proc.rss_mb() + proc.children_rss_mb(), 1)
+    return out
+
+
+# -- the report -------------------------------------------------------------------------------------
+def ratios(res: dict[str, Any]) -> dict[str, Any]:
+    up, router = res["upstream"], res["router"]
+    lite = res.get("litellm")
+    added = router["chat"]["c1"]["p50_ms"] - up["chat"]["c1"]["p50_ms"]
+    r: dict[str, Any] = {
+        "added_latency_c1_p50_ms": round(added, 3),
+        "route_over_trivial_p50_ms": round(router["route_c1"]["p50_ms"] - router["live_c1"]["p50_ms"], 3),
+        "rss_mb": router["rss_mb"],
+        "ttfb_over_upstream_ms": round(router["ttfb"]["p50_ms"] - up["ttfb"]["p50_ms"], 3),
+    }
+    if lite:
+        lite_added = lite["chat"]["c1"]["p50_ms"] - up["chat"]["c1"]["p50_ms"]
+        r["litellm_added_latency_c1_p50_ms"] = round(lite_added, 3)
+        r["added_latency_vs_litellm"] = round(added / lite_added, 4) if lite_added > 0 else None
+        r["throughput_c32_vs_litellm"] = round(router["chat"]["c32"]["rps"] / lite["chat"]["c32"]["rps"], 2)
+    return r
+
+
+def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = []
+
+    def row(name: str, key: str, fmt: str, better: str) -> None:
+        value, goal = r.get(key), GOALS[key]
+        if value is None:
+            rows.append((name, "n/a", f"{better} {fmt.format(goal)}", "skipped"))
+            return
+        ok = value <= goal if better == "≤" else value >= goal
+        rows.append((name, fmt.format(value), f"{better} {fmt.format(goal)}", "PASS" if ok else "FAIL"))
+
+    row("added latency, c=1 p50", "added_latency_c1_p50_ms", "{:.3f} ms", "≤")
+    row("added latency / LiteLLM's", "added_latency_vs_litellm", "{:.3f}", "≤")
+    row("throughput c=32 / LiteLLM's", "throughput_c32_vs_litellm", "{:.1f}x", "≥")
+    row("/api/v1/route p50 over /health/live", "route_over_trivial_p50_ms", "{:.3f} ms", "≤")
+    row("router RSS", "rss_mb", "{:.0f} MB", "≤")
+    row("stream TTFB p50 over upstream's", "ttfb_over_upstream_ms", "{:.3f} ms", "≤")
+    return rows
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = [
+        "| target | c=1 p50 | c=1 p99 | c=1 req/s | c=32 req/s | c=32 p50 | c=32 p99 | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def add(name: str, c1: dict[str, Any], c32: dict[str, Any] | None) -> None:
+        errors = c1["non_2xx"] + c1["socket_errors"] + ((c32["non_2xx"] + c32["socket_errors"]) if c32 else 0)
+        lines.append(
+            f"| {name} | {c1['p50_ms']:.3f} ms | {c1['p99_ms']:.3f} ms | {c1['rps']:,.0f} | "
+            + (f"{c32['rps']:,.0f} | {c32['p50_ms']:.2f} ms | {c32['p99_ms']:.2f} ms" if c32 else "— | — | —")
+            + f" | {errors} |"
+        )
+
+    add("upstream direct", res["upstream"]["chat"]["c1"], res["upstream"]["chat"]["c32"])
+    add("router (chat, model auto)", res["router"]["chat"]["c1"], res["router"]["chat"]["c32"])
+    if res.get("litellm"):
+        add(f"LiteLLM {res['litellm']['version']} proxy", res["litellm"]["chat"]["c1"], res["litellm"]["chat"]["c32"])
+    add("router POST /api/v1/route", res["router"]["route_c1"], None)
+    add("router GET /health/live", res["router"]["live_c1"], None)
+    lines.append("")
+    lines.append(
+        f"stream TTFB p50: upstream {res['upstream']['ttfb']['p50_ms']:.3f} ms, "
+        f"router {res['router']['ttfb']['p50_ms']:.3f} ms (n={res['router']['ttfb']['n']})"
+    )
+    lines.append(
+        f"router RSS: {res['router']['rss_mb_idle']:.0f} MB idle with the starter examples, "
+        f"{res['router']['rss_mb']:.0f} MB after the loads (embedded PostgreSQL, separate processes: "
+        f"{res['router']['postgres_rss_mb']:.0f} MB); request log: {res['router']['request_log']}"
+    )
+    lines.append("")
+    lines.append("| goal | measured | target | |")
+    lines.append("|---|---|---|---|")
+    for name, value, goal, verdict in verdicts(res["ratios"]):
+        lines.append(f"| {name} | {value} | {goal} | {verdict} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short loads (for development; noisier)")
+    parser.add_argument("--skip-litellm", action="store_true", help="do not run the LiteLLM peer")
+    parser.add_argument("--profile", action="store_true", help="sample the router with py-spy under c=32 load")
+    args = parser.parse_args(argv)
+    d = QUICK if args.quick else FULL
+    wrk.ensure_wrk()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    res: dict[str, Any] = {"date": stamp, "quick": args.quick, "machine": machine(), "durations": d.__dict__}
+    with tempfile.TemporaryDirectory(prefix="llm-router-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        up_port = free_port()
+        up_argv = [sys.executable, "-m", "bench.upstream", "--port", str(up_port)]
+        with started("upstream", up_argv, tmp / "upstream.log") as up:
+            up.wait_http(f"http://127.0.0.1:{up_port}/health", timeout_s=20, expect=404)
+            upstream_url = f"http://127.0.0.1:{up_port}/v1"
+            log("upstream direct: c=1 then c=32")
+            body = {"model": "large", "messages": MESSAGES}
+            up_script = wrk.post_script(tmp / "upstream.lua", body)
+            res["upstream"] = {"chat": load(f"{upstream_url}/chat/completions", up_script, d)}
+            res["upstream"]["ttfb"] = ttfb.measure_sync(
+                "127.0.0.1", up_port, "/v1/chat/completions", {**body, "stream": True}, n=d.ttfb_n
+            )
+            res["router"] = bench_router(upstream_url, tmp, d, args.profile, stamp)
+            if not args.skip_litellm:
+                res["litellm"] = bench_litellm(upstream_url, tmp, d)
+    res["ratios"] = ratios(res)
+    res["goals"] = GOALS
+    out = RESULTS / f"bench-{stamp}.json"
+    out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    print()
+    print(f"LLM Router speed, {stamp} ({'quick' if args.quick else 'full'} run), {res['machine']['cpus']} cores")
+    print(table(res))
+    print(f"\nresults: {out.relative_to(PROJECT_DIR)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
