@@ -8,7 +8,8 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    ASPNETCORE_URLS=http://+:8080
+    ASPNETCORE_URLS=http://+:8080 \
+    OPENBLAS_NUM_THREADS=1
 
 # Dependencies first, in their own layer: it is rebuilt only when requirements.txt changes.
 COPY requirements.txt /requirements.txt

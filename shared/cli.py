@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("encoder-fit", help="learn the tfidf-svd encoder's idf and basis from example texts")
     f.add_argument("--examples", default=str(get_settings().examples_path))
     f.add_argument("--out", default=str(get_settings().encoder_state_path))
-    f.add_argument("--dim", type=int, default=256)
+    f.add_argument("--dim", type=int, default=128)
 
     ex = sub.add_parser("examples", help="import or export labelled routing examples (Weaviate)")
     ex_sub = ex.add_subparsers(dest="action", required=True)

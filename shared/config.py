@@ -34,12 +34,12 @@ class Settings(BaseSettings):
     examples_path: Path = PACKAGE_DIR / "data" / "starter_examples.csv.gz"
     default_policy: Policy = "balanced"
     routing_k: int = 200
-    routing_prior_strength: float = 5.0
-    routing_similarity_power: float = 1.0
+    routing_prior_strength: float = 20.0
+    routing_similarity_power: float = 2.0
     # Calibrated quality margin for the `cost` and `latency` policies: the cheapest/fastest
     # model whose predicted quality is within this margin of the best is chosen. Produced by
     # `python -m shared.cli calibrate` (see docs/routing-quality.md).
-    cost_quality_margin: float = 0.107
+    cost_quality_margin: float = 0.109
     # `balanced` trades one unit of predicted quality against this many log10-dollars of cost.
     balanced_cost_weight: float = 0.05
     encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"

@@ -91,7 +91,7 @@ class TfidfSvdEncoder:
         cls,
         texts: Sequence[str],
         *,
-        dim: int = 256,
+        dim: int = 128,
         n_bits: int = 18,
         ngram_max: int = 2,
         max_vocab: int = 32_768,

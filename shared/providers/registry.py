@@ -6,8 +6,6 @@ import asyncio
 import os
 from typing import Any
 
-import httpx
-
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..errors import ProviderNotConfigured
@@ -39,11 +37,9 @@ class ProviderRegistry:
         self,
         settings: Settings,
         *,
-        http_client: httpx.AsyncClient | None = None,
         vertex_credentials: Any = None,
     ) -> None:
         self.settings = settings
-        self._http = http_client
         # google-auth credentials for Vertex; None means GOOGLE_APPLICATION_CREDENTIALS_JSON or ADC
         self._vertex_credentials = vertex_credentials
         self._providers: dict[str, Provider] = {}
@@ -85,7 +81,7 @@ class ProviderRegistry:
                     "set GOOGLE_CLOUD_PROJECT_ID and VERTEX_AI_LOCATION."
                 )
             base_url = base_url.format(project=s.google_cloud_project_id, location=s.vertex_ai_location)
-        return OpenAICompatibleProvider(base_url, token=self._token_source(model), client=self._http)
+        return OpenAICompatibleProvider(base_url, token=self._token_source(model))
 
     def _token_source(self, model: ModelSpec) -> Any:
         if model.auth == "google":
