@@ -49,10 +49,11 @@ async def wire_store(settings: Settings, parts: Parts, closers: Closers) -> None
     probes = parts.setdefault("health_probes", {})
     url = secret_value(settings.database_url)
     if url is None:
-        from .embedded import start_embedded_postgres
+        from .embedded import EmbeddedPostgres
 
+        embedded = EmbeddedPostgres(settings.embedded_data_dir)
         try:
-            url = await asyncio.to_thread(start_embedded_postgres, settings.embedded_data_dir)
+            url = await asyncio.to_thread(embedded.start)
         except Exception as exc:
             failure = f"embedded postgres did not start: {type(exc).__name__}"
             log.exception("%s; the request log stays in memory", failure)
@@ -62,6 +63,15 @@ async def wire_store(settings: Settings, parts: Parts, closers: Closers) -> None
 
             probes["postgres"] = embedded_down
             return
+        else:
+
+            async def stop_embedded() -> None:
+                # the wheel stops its server at interpreter exit only when no other pid is on
+                # record, and a killed process leaves its pid there: stop it explicitly (closers
+                # run in reverse, so after the pool and the log writer are closed)
+                await asyncio.to_thread(embedded.stop)
+
+            closers.append(stop_embedded)
     db = Database(url, max_size=settings.db_pool_max)
     await db.open()
     closers.append(db.close)

@@ -47,11 +47,10 @@ from .routing.router import Decision, Router, RoutingRequest
 from .schemas import POLICY_ALIASES, ChatCompletionRequest
 from .store.base import RequestLogRow, RequestLogSink
 from .telemetry import end_model_span, model_span
-from .telemetry import tracer as _get_tracer
+from .telemetry import span as tracing_span
 from .tokens import estimate_prompt_tokens, estimate_text_tokens
 
 log = logging.getLogger(__name__)
-_tracer = _get_tracer()
 
 
 AfterAnswer = Callable[[str, str | None, str, Any], Coroutine[Any, Any, None]]
@@ -163,7 +162,7 @@ class RouterService:
         )
 
     async def decide(self, req: ChatCompletionRequest, principal: Principal | None) -> Decision:
-        with _tracer.start_as_current_span("route") as span:
+        with tracing_span("route") as span:
             rreq = self.routing_request(req, principal)
             decision = await self.router.decide(rreq, open_circuits=await self.circuit.open_models())
             DECISION_MS.observe(decision.decision_ms)
@@ -511,9 +510,7 @@ class RouterService:
     async def _cache_get(self, key: str) -> tuple[Completion | None, bool]:
         """The cached completion, and whether the cache answered at all (False: bypassed)."""
         assert self.cache is not None
-        with _tracer.start_as_current_span(
-            "cache get", kind=trace.SpanKind.CLIENT, attributes={"db.system": self.cache.kind}
-        ) as span:
+        with tracing_span("cache get", kind=trace.SpanKind.CLIENT, attributes={"db.system": self.cache.kind}) as span:
             try:
                 raw = await self.cache.get(key)
             except Exception as exc:  # a cache outage bypasses the cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from contextvars import ContextVar
@@ -102,6 +103,27 @@ def tracer() -> Any:
     return trace.get_tracer(TRACER_NAME)
 
 
+def tracing_enabled() -> bool:
+    """True once a tracer provider is installed (Azure Monitor, the Functions worker, a test).
+
+    Without one the OpenTelemetry API hands out no-op spans, but building them still costs ~10 µs
+    each, six times a request; the hot path skips them entirely instead."""
+    from opentelemetry import trace
+    from opentelemetry.trace import ProxyTracerProvider
+
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+
+
+def span(name: str, **kwargs: Any) -> Any:
+    """A current span when tracing is on; otherwise a context that yields the invalid span
+    (whose set_attribute/add_event/set_status are no-ops)."""
+    from opentelemetry import trace
+
+    if not tracing_enabled():
+        return contextlib.nullcontext(trace.INVALID_SPAN)
+    return tracer().start_as_current_span(name, **kwargs)
+
+
 _GEN_AI_SYSTEM = {"vertex": "gcp.vertex_ai", "openai": "openai"}
 
 
@@ -110,6 +132,8 @@ def model_span(model: Any) -> Any:
     semantic conventions; ended by end_model_span once usage is known."""
     from opentelemetry import trace
 
+    if not tracing_enabled():
+        return None
     system = _GEN_AI_SYSTEM.get(model.provider, model.provider)
     return tracer().start_span(
         f"chat {model.id}",

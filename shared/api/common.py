@@ -19,7 +19,7 @@ from ..context import AppContext, get_context
 from ..errors import InvalidRequest, PayloadTooLarge, PermissionDenied, RouterError
 from ..metrics import REQUEST_MS
 from ..schemas import ChatCompletionRequest, parse_chat_request
-from ..telemetry import TRACER_NAME, request_id_var
+from ..telemetry import TRACER_NAME, request_id_var, tracing_enabled
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(TRACER_NAME)
@@ -44,37 +44,44 @@ def new_request_id() -> str:
 
 async def handle(request: Request, route: str, handler: Handler) -> Response:
     """Run a handler with the process context, mapping every failure to a JSON error, inside a
-    server span that continues the caller's W3C trace context."""
+    server span that continues the caller's W3C trace context (when tracing is on)."""
     request_id = new_request_id()
     token = request_id_var.set(request_id)
     t0 = time.perf_counter()
-    with _tracer.start_as_current_span(
-        f"{request.method} {request.url.path}",
-        context=propagate.extract(request.headers),
-        kind=trace.SpanKind.SERVER,
-        attributes={
-            "http.request.method": request.method,
-            "url.path": request.url.path,
-            "llm_router.request_id": request_id,
-        },
-    ) as span:
-        try:
-            ctx = await get_context()
-            response = await handler(request, ctx, request_id)
-        except RouterError as exc:
-            response = error_response(exc, request_id)
-        except Exception:
-            log.exception("unhandled error", extra={"route": route})
-            response = error_response(
-                RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"),
-                request_id,
-            )
-        span.set_attribute("http.response.status_code", response.status_code)
-        if response.status_code >= 500:
-            span.set_status(trace.StatusCode.ERROR)
+    if tracing_enabled():
+        with _tracer.start_as_current_span(
+            f"{request.method} {request.url.path}",
+            context=propagate.extract(request.headers),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "http.request.method": request.method,
+                "url.path": request.url.path,
+                "llm_router.request_id": request_id,
+            },
+        ) as span:
+            response = await _run(request, route, handler, request_id)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+    else:
+        response = await _run(request, route, handler, request_id)
     REQUEST_MS.labels(route).observe((time.perf_counter() - t0) * 1000)
     request_id_var.reset(token)
     return response
+
+
+async def _run(request: Request, route: str, handler: Handler, request_id: str) -> Response:
+    try:
+        ctx = await get_context()
+        return await handler(request, ctx, request_id)
+    except RouterError as exc:
+        return error_response(exc, request_id)
+    except Exception:
+        log.exception("unhandled error", extra={"route": route})
+        return error_response(
+            RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"),
+            request_id,
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -98,7 +98,7 @@ class LocalIndex:
             self._matrix = np.zeros((0, self.dim), dtype=np.float32, order="F")
         self._tenants = np.array([ex.tenant for ex in self._examples], dtype=object)
         self._has_tenants = any(t is not None for t in self._tenants)
-        self._ids = [ex.id for ex in self._examples]
+        self._ids = np.array([ex.id for ex in self._examples], dtype=object)
         self._weights = np.array([ex.weight for ex in self._examples], dtype=np.float64)
         self._keys = sorted({k for ex in self._examples for k in ex.outcomes})
         col = {k: j for j, k in enumerate(self._keys)}
@@ -153,7 +153,7 @@ class LocalIndex:
         # ties: lower position first, so results are deterministic
         top = top[np.lexsort((top, -sims[top]))]
         top = top[sims[top] > -np.inf]
-        return Neighbours([self._ids[i] for i in top], sims[top], self._weights[top], self._keys, self._outcomes[top])
+        return Neighbours(self._ids[top], sims[top], self._weights[top], self._keys, self._outcomes[top])
 
     def _search_approximate(self, query: np.ndarray, k: int, tenant: str | None) -> Neighbours | None:
         """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
@@ -168,7 +168,7 @@ class LocalIndex:
         sims = self._matrix[cand] @ query
         order = np.lexsort((cand, -sims))[:k]
         top, top_sims = cand[order], sims[order]
-        return Neighbours([self._ids[i] for i in top], top_sims, self._weights[top], self._keys, self._outcomes[top])
+        return Neighbours(self._ids[top], top_sims, self._weights[top], self._keys, self._outcomes[top])
 
     async def count(self) -> int:
         return len(self._examples)

@@ -69,13 +69,14 @@ class Neighbours(Sequence[Neighbour]):
 
     def __init__(
         self,
-        ids: Sequence[str],
+        ids: Sequence[str] | np.ndarray,
         similarities: np.ndarray,
         weights: np.ndarray,
         keys: Sequence[str],
         outcomes: np.ndarray,
     ) -> None:
-        self.ids = list(ids)
+        # a list or an object array of ids (LocalIndex hands over a slice of its id array)
+        self.ids: Sequence[str] | np.ndarray = ids
         self.similarities = np.asarray(similarities, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.keys = tuple(keys)
@@ -101,7 +102,7 @@ class Neighbours(Sequence[Neighbour]):
         )
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.similarities)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):

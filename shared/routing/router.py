@@ -15,12 +15,12 @@ from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder
 from ..errors import InvalidRequest, NoEligibleModel
 from ..index.base import ExampleIndex
+from ..telemetry import span
 from .examples import Neighbour, Neighbours
 from .policy import Candidate, PolicyName, rank
 from .predictor import PredictorParams, predict_qualities
 
 log = logging.getLogger(__name__)
-_tracer = trace.get_tracer("llm-router")
 
 # When the caller sets no max_tokens, cost is estimated for an answer of this many tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
@@ -100,6 +100,8 @@ class Router:
         self.margin = margin
         self.cost_weight = cost_weight
         self.index_timeout_s = index_timeout_s
+        # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
+        self._remote_encoder = isinstance(encoder, AsyncEncoder)
 
     def prior_for(self, model: ModelSpec) -> float:
         for key in model.label_keys:
@@ -108,28 +110,31 @@ class Router:
         return model.quality_prior
 
     async def encode(self, text: str) -> np.ndarray:
-        if isinstance(self.encoder, AsyncEncoder):
-            vectors = await self.encoder.aencode([text])
+        if self._remote_encoder:
+            vectors = await self.encoder.aencode([text])  # type: ignore[union-attr]
         else:
-            vectors = self.encoder.encode([text])
+            vectors = self.encoder.encode([text])  # type: ignore[union-attr]
         row: np.ndarray = vectors[0]
         return row
 
     async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], str]:
-        with _tracer.start_as_current_span(
+        with span(
             "vector_search",
             kind=trace.SpanKind.CLIENT,
             attributes={"db.system": self.index.kind, "llm_router.k": self.params.k},
-        ) as span:
+        ) as current:
             try:
-                # asyncio.timeout, not wait_for: no extra task per search on the hot path
-                async with asyncio.timeout(self.index_timeout_s):
+                if self.index.kind == "local":  # in memory: nothing to time out
                     found = await self.index.search(vector, self.params.k, tenant=tenant)
-                span.set_attribute("llm_router.neighbours", len(found))
+                else:
+                    # asyncio.timeout, not wait_for: no extra task per search
+                    async with asyncio.timeout(self.index_timeout_s):
+                        found = await self.index.search(vector, self.params.k, tenant=tenant)
+                current.set_attribute("llm_router.neighbours", len(found))
                 return found, "ok"
             except Exception as exc:  # any index failure: route on priors, say so
                 log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
-                span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+                current.set_status(trace.StatusCode.ERROR, type(exc).__name__)
                 return [], "index unavailable"
 
     async def decide(self, req: RoutingRequest, *, open_circuits: Collection[str] = ()) -> Decision:
