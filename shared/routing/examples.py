@@ -82,6 +82,8 @@ class Neighbours(Sequence[Neighbour]):
         self.keys = tuple(keys)
         self.key_index = {k: j for j, k in enumerate(self.keys)}
         self.outcomes = np.asarray(outcomes, dtype=np.float64).reshape(len(self.ids), len(self.keys))
+        # per-key evidence, computed once per neighbour set (predictor.evidence_by_key)
+        self.cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def of(cls, items: Sequence[Neighbour]) -> Neighbours:

@@ -47,33 +47,33 @@ def predict_qualities(
     """One estimate per model; `label_keys[i]` are the outcome keys that speak for model i,
     most specific first (a model's own outcomes, then its tier's)."""
     nbs = Neighbours.of(neighbours)
-    weights = np.power(np.clip(nbs.similarities, 0.0, None), params.similarity_power) * nbs.weights
+    mass, weighted = evidence_by_key(nbs, params.similarity_power)
     out: list[QualityEstimate] = []
     for keys, prior in zip(label_keys, priors, strict=True):
-        out.append(_estimate(nbs, weights, keys, prior, params.prior_strength))
+        est = QualityEstimate(quality=float(prior), evidence=0.0, key=None)
+        for key in keys:
+            j = nbs.key_index.get(key)
+            if j is not None and mass[j] > 0.0:
+                w_sum = float(mass[j])
+                q = (float(weighted[j]) + params.prior_strength * prior) / (w_sum + params.prior_strength)
+                est = QualityEstimate(quality=q, evidence=w_sum, key=key)
+                break
+        out.append(est)
     return out
 
 
-def _estimate(
-    nbs: Neighbours,
-    weights: np.ndarray,
-    keys: Sequence[str],
-    prior: float,
-    strength: float,
-) -> QualityEstimate:
-    for key in keys:
-        j = nbs.key_index.get(key)
-        if j is None:
-            continue
-        col = nbs.outcomes[:, j]
-        have = ~np.isnan(col) & (weights > 0.0)
-        if not have.any():
-            continue
-        w = weights[have]
-        w_sum = float(w.sum())
-        q = (float(w @ col[have]) + strength * prior) / (w_sum + strength)
-        return QualityEstimate(quality=q, evidence=w_sum, key=key)
-    return QualityEstimate(quality=float(prior), evidence=0.0, key=None)
+def evidence_by_key(nbs: Neighbours, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per outcome key: the similarity mass of the neighbours that have an outcome for it, and
+    the mass-weighted sum of those outcomes. One pass over the k x keys matrix for every model."""
+    cached = nbs.cache.get(power)
+    if cached is not None:
+        return cached
+    weights = np.power(np.clip(nbs.similarities, 0.0, None), power) * nbs.weights
+    present = ~np.isnan(nbs.outcomes)
+    mass = weights @ present
+    weighted = weights @ np.where(present, nbs.outcomes, 0.0)
+    nbs.cache[power] = (mass, weighted)
+    return mass, weighted
 
 
 def outcome_priors(outcomes: Sequence[dict[str, float]]) -> dict[str, float]:
