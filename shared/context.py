@@ -4,6 +4,7 @@ them at shutdown. Functions call get_context(); tests build their own AppContext
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -168,6 +169,11 @@ async def get_context() -> AppContext:
             from .bootstrap import build_context
 
             _context = await build_context(get_settings())
+            # The examples, catalog and modules built at start live as long as the process; moving
+            # them out of the collector's generations spares every later full collection from
+            # walking them (the cyclic GC showed up as ~15% of CPU under load before this).
+            gc.collect()
+            gc.freeze()
     return _context
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
@@ -52,21 +53,26 @@ class Windows:
 
     @classmethod
     def at(cls, now: float) -> Windows:
-        t = datetime.fromtimestamp(now, UTC)
-        day_start = t.replace(hour=0, minute=0, second=0, microsecond=0)
-        next_month = (
-            t.replace(year=t.year + 1, month=1, day=1) if t.month == 12 else t.replace(month=t.month + 1, day=1)
-        ).replace(hour=0, minute=0, second=0, microsecond=0)
+        minute = int(now // 60)
+        day, month, day_end, month_end = _calendar(minute)
         return cls(
-            minute=str(int(now // 60)),
-            day=t.strftime("%Y-%m-%d"),
-            month=t.strftime("%Y-%m"),
-            retry_after_s=(
-                60 - (now % 60),
-                day_start.timestamp() + 86_400 - now,
-                next_month.timestamp() - now,
-            ),
+            minute=str(minute),
+            day=day,
+            month=month,
+            retry_after_s=(60 - (now % 60), day_end - now, month_end - now),
         )
+
+
+@lru_cache(maxsize=4)
+def _calendar(minute: int) -> tuple[str, str, float, float]:
+    """Day and month keys and their end times for a UTC minute (computed once a minute, not
+    once a request)."""
+    t = datetime.fromtimestamp(minute * 60, UTC)
+    day_start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    next_month = (
+        t.replace(year=t.year + 1, month=1, day=1) if t.month == 12 else t.replace(month=t.month + 1, day=1)
+    ).replace(hour=0, minute=0, second=0, microsecond=0)
+    return t.strftime("%Y-%m-%d"), t.strftime("%Y-%m"), day_start.timestamp() + 86_400, next_month.timestamp()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -130,7 +131,8 @@ class RouterService:
         # called after a successful answer, off the request path (e.g. keeping the prompt so
         # that feedback on this request can become a labelled example)
         self.after_answer: list[AfterAnswer] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._answered_queue: deque[tuple[str, str | None, str, Any]] = deque(maxlen=10_000)
+        self._answered_task: asyncio.Task[None] | None = None
         self.timeouts = Timeouts(
             connect_s=settings.upstream_connect_timeout_s,
             read_s=settings.upstream_read_timeout_s,
@@ -419,10 +421,22 @@ class RouterService:
         return ChatOutcome(request_id=row.id, decision=decision, headers=headers, stream=body())
 
     def _answered(self, request_id: str, tenant: str | None, req: ChatCompletionRequest, decision: Decision) -> None:
-        for hook in self.after_answer:
-            task = asyncio.create_task(hook(request_id, tenant, req.prompt_text(), decision.vector))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        """Queue the after-answer hooks; one background task runs them (a task per request cost
+        more than the hooks themselves). A full queue drops the oldest: the hooks are best effort."""
+        if not self.after_answer:
+            return
+        self._answered_queue.append((request_id, tenant, req.prompt_text(), decision.vector))
+        if self._answered_task is None or self._answered_task.done():
+            self._answered_task = asyncio.create_task(self._run_after_answer())
+
+    async def _run_after_answer(self) -> None:
+        while self._answered_queue:
+            item = self._answered_queue.popleft()
+            for hook in self.after_answer:
+                try:
+                    await hook(*item)
+                except Exception:
+                    log.exception("after-answer hook failed")
 
     # -- the retry / fallback loop --------------------------------------------------------------
     async def _call_ranked(
