@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     encoder_state_path: Path = PACKAGE_DIR / "data" / "encoder_tfidf_svd.npz"
     encoder_dim: int = 1024  # the `hashing` encoder's size (tfidf-svd's comes from its state)
     vertex_embedding_model: str = "text-embedding-005"
+    # text-embedding-005 gives up to 768 values; fewer cost little quality and keep the index small
+    vertex_embedding_dim: int = Field(default=256, ge=1, le=3072)
 
     # --- request limits -----------------------------------------------------------------------
     max_body_bytes: int = 1_048_576

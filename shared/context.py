@@ -104,6 +104,9 @@ class AppContext:
 
     async def close(self) -> None:
         await self.providers.aclose()
+        encoder_close = getattr(self.encoder, "aclose", None)  # remote encoders hold a client
+        if encoder_close is not None:
+            await encoder_close()
         await self.request_log.close()
         if self.cache is not None:
             await self.cache.close()

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .queue.base import JobQueue, OutgoingMessage
 from .queue.local import Delivery
-from .schemas import ChatCompletionRequest, parse_chat_request
+from .schemas import ChatCompletionRequest, check_limits, parse_chat_request
 from .service import RouterService
 from .store.jobs import Job, JobStore
 
@@ -90,18 +90,6 @@ def job_uuid(message_id: str) -> str:
         return str(uuid.uuid5(_MESSAGE_ID_NAMESPACE, message_id))
 
 
-def _check_limits(req: ChatCompletionRequest, s: Settings) -> None:
-    # the same limits (and codes) as POST /api/v1/chat/completions (api/common.check_chat_limits)
-    if len(req.messages) > s.max_messages:
-        raise InvalidRequest(
-            f"Too many messages: {len(req.messages)} > {s.max_messages}.", param="messages", code="too_many_messages"
-        )
-    if req.total_chars() > s.max_total_chars:
-        raise InvalidRequest(
-            f"The messages hold more than {s.max_total_chars} characters.", param="messages", code="messages_too_long"
-        )
-
-
 def parse_job_body(body: bytes, settings: Settings) -> tuple[dict[str, Any], ChatCompletionRequest, str | None, Any]:
     """Validate a job body exactly like a chat-completions body, plus `reply_to` and `metadata`.
 
@@ -132,7 +120,7 @@ def parse_job_body(body: bytes, settings: Settings) -> tuple[dict[str, Any], Cha
             param="stream",
             code="stream_not_supported",
         )
-    _check_limits(req, settings)
+    check_limits(req, settings.max_messages, settings.max_total_chars)
     return data, req, reply_to, metadata
 
 

@@ -257,3 +257,15 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     if len(errors) > 1:
         text += f" ({len(errors) - 1} more error(s))"
     return InvalidRequest(text, param=param, code=code)
+
+
+def check_limits(req: ChatCompletionRequest, max_messages: int, max_total_chars: int) -> None:
+    """The size limits every entry point applies (HTTP chat and route, jobs)."""
+    if len(req.messages) > max_messages:
+        raise InvalidRequest(
+            f"Too many messages: {len(req.messages)} > {max_messages}.", param="messages", code="too_many_messages"
+        )
+    if req.total_chars() > max_total_chars:
+        raise InvalidRequest(
+            f"The messages hold more than {max_total_chars} characters.", param="messages", code="messages_too_long"
+        )

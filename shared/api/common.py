@@ -18,7 +18,7 @@ from ..auth.base import Principal, Role
 from ..context import AppContext, get_context
 from ..errors import InvalidRequest, PayloadTooLarge, PermissionDenied, RouterError
 from ..metrics import REQUEST_MS
-from ..schemas import ChatCompletionRequest, parse_chat_request
+from ..schemas import ChatCompletionRequest, check_limits, parse_chat_request
 from ..telemetry import TRACER_NAME, request_id_var, tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,4 @@ async def parse_chat(request: Request, ctx: AppContext) -> ChatCompletionRequest
 
 
 def check_chat_limits(req: ChatCompletionRequest, ctx: AppContext) -> None:
-    s = ctx.settings
-    if len(req.messages) > s.max_messages:
-        raise InvalidRequest(
-            f"Too many messages: {len(req.messages)} > {s.max_messages}.", param="messages", code="too_many_messages"
-        )
-    if req.total_chars() > s.max_total_chars:
-        raise InvalidRequest(
-            f"The messages hold more than {s.max_total_chars} characters.", param="messages", code="messages_too_long"
-        )
+    check_limits(req, ctx.settings.max_messages, ctx.settings.max_total_chars)

@@ -50,6 +50,11 @@ class CachedEncoder:
         except Exception as exc:
             log.debug("embedding cache set failed: %s", type(exc).__name__)
 
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
+
     async def aencode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [embedding_key(self.name, t) for t in texts]
         cached = await asyncio.gather(*(self._get(k) for k in keys))

@@ -146,6 +146,76 @@ class RouterTransport(httpx.AsyncBaseTransport):
             # the garbage collector release its sockets
 
 
+def new_client(
+    *,
+    project: str,
+    location: str,
+    base_url: str | None = None,
+    credentials: Any = None,
+    max_connections: int = 200,
+    timeout_s: float | None = None,
+    connect_s: float = 5.0,
+) -> genai.Client:
+    """The google-genai client every Vertex AI part uses (chat provider, embeddings encoder).
+
+    timeout_s: a default for every call (a call's own http_options override it); None leaves
+    each call to set its own, as the chat provider does.
+    """
+    http_options = types.HttpOptions(
+        base_url=base_url,
+        # attempts=1: tenacity stops after the first try, and the SDK's implicit
+        # reconnect-and-retry (aiohttp path) is skipped whenever retry_options is set.
+        retry_options=types.HttpRetryOptions(attempts=1),
+        async_client_args={
+            "transport": RouterTransport(
+                limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+            ),
+            "timeout": httpx.Timeout(60.0, connect=connect_s),
+        },
+    )
+    if timeout_s is not None:
+        # the SDK hands httpx one timeout for every phase: the connect one travels in a header
+        http_options.timeout = max(1, int(timeout_s * 1000))
+        http_options.headers = {_CONNECT_TIMEOUT_HEADER: f"{connect_s:g}"}
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=credentials,
+        http_options=http_options,
+    )
+
+
+def project_and_credentials(settings: Settings, credentials: Any = None) -> tuple[str, Any]:
+    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else ADC (None)."""
+    if not settings.google_cloud_project_id:
+        raise ProviderNotConfigured("Vertex AI needs GOOGLE_CLOUD_PROJECT_ID.")
+    if credentials is None:
+        credentials = credentials_from_json(secret_value(settings.google_application_credentials_json))
+    return settings.google_cloud_project_id, credentials
+
+
+def build_client(
+    settings: Settings,
+    *,
+    credentials: Any = None,
+    timeout_s: float | None = None,
+    connect_s: float = 5.0,
+    max_connections: int = 200,
+) -> genai.Client:
+    """new_client() for the project, location and endpoint in the settings."""
+    project, credentials = project_and_credentials(settings, credentials)
+    return new_client(
+        project=project,
+        location=settings.vertex_ai_location,
+        base_url=settings.vertex_ai_base_url,
+        credentials=credentials,
+        max_connections=max_connections,
+        timeout_s=timeout_s,
+        connect_s=connect_s,
+    )
+
+
 class VertexProvider:
     def __init__(
         self,
@@ -159,35 +229,20 @@ class VertexProvider:
         self.project = project
         self.location = location
         self.base_url = base_url
-        http_options = types.HttpOptions(
-            base_url=base_url,
-            # attempts=1: tenacity stops after the first try, and the SDK's implicit
-            # reconnect-and-retry (aiohttp path) is skipped whenever retry_options is set.
-            retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={
-                "transport": RouterTransport(
-                    limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-                ),
-                "timeout": httpx.Timeout(60.0, connect=5.0),
-            },
-        )
-        self._client = genai.Client(
-            vertexai=True,
+        self._client = new_client(
             project=project,
             location=location,
+            base_url=base_url,
             credentials=credentials,
-            http_options=http_options,
+            max_connections=max_connections,
         )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credentials: Any = None) -> VertexProvider:
         """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else ADC."""
-        if not settings.google_cloud_project_id:
-            raise ProviderNotConfigured("Vertex AI needs GOOGLE_CLOUD_PROJECT_ID.")
-        if credentials is None:
-            credentials = credentials_from_json(secret_value(settings.google_application_credentials_json))
+        project, credentials = project_and_credentials(settings, credentials)
         return cls(
-            project=settings.google_cloud_project_id,
+            project=project,
             location=settings.vertex_ai_location,
             base_url=settings.vertex_ai_base_url,
             credentials=credentials,

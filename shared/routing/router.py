@@ -146,8 +146,13 @@ class Router:
         index_status = "ok"
         vector = None
         if len(live) > 1 or req.min_quality is not None:
-            vector = await self.encode(req.prompt)
-            neighbours, index_status = await self.neighbours(vector, req.tenant)
+            try:
+                vector = await self.encode(req.prompt)
+            except Exception as exc:  # a remote encoder (embeddings API) failed: as for the index, route on priors
+                log.warning("encoder unavailable, routing on priors: %s", type(exc).__name__)
+                index_status = "index unavailable"
+            else:
+                neighbours, index_status = await self.neighbours(vector, req.tenant)
         self._predict(candidates, neighbours, index_status)
         if req.min_quality is not None:
             for c in candidates:

@@ -4,6 +4,7 @@ It speaks the REST wire protocol the SDK (3.6) builds in Vertex mode:
 
     POST {base_url}/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent
     POST ...:streamGenerateContent?alt=sse        (Server-Sent Events, one JSON response per event)
+    POST ...publishers/google/models/{m}:predict  (text embeddings: text-embedding-005 and the like)
 
 Answers are deterministic: "Echo: <the first words of the last user turn>". Tokens are counted
 as whitespace-separated words (`count_tokens`): promptTokenCount covers every text part of the
@@ -19,6 +20,14 @@ or, for processes that cannot reach the object, from markers in the last user tu
 `[fake:hang]` `[fake:hang:2.5]` `[fake:break:2]` (disconnect after 2 stream chunks).
 Every request is recorded (`fake.requests`: parsed body, headers, path parts, usage returned).
 
+Embeddings (`:predict` with `instances: [{content}]`, `parameters: {outputDimensionality,
+autoTruncate}`) are deterministic too: each word of a text adds a fixed pseudo-random vector
+(`embedding_of`), so texts that share words get similar vectors. Like a Matryoshka model cut to
+`outputDimensionality`, the values returned are the first ones of the full vector, not
+re-normalised. The service's limits are enforced (EMBED_MAX_INSTANCES texts and
+EMBED_MAX_REQUEST_TOKENS tokens a request, EMBED_MAX_TEXT_TOKENS a text unless autoTruncate),
+so a client that does not batch gets the same 400 as from Vertex.
+
     python -m tests.fakes.vertex --port 8002
 """
 
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import hashlib
 import json
 import re
 import socket
@@ -37,6 +48,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,10 +69,28 @@ STATUS_TEXT = {
 API_VERSIONS = ("v1", "v1beta1")
 MARKER = re.compile(r"\[fake:([a-z0-9_]+)(?::([0-9.]+))?\]")
 ECHO_WORDS = 12
+EMBED_FULL_DIM = 768
+EMBED_MAX_INSTANCES = 250
+EMBED_MAX_REQUEST_TOKENS = 20_000
+EMBED_MAX_TEXT_TOKENS = 2_048
 
 
 def count_tokens(text: str) -> int:
     return len(text.split())
+
+
+@functools.lru_cache(maxsize=65_536)
+def _word_vector(word: str) -> np.ndarray:
+    seed = int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "big")
+    return np.random.default_rng(seed).standard_normal(EMBED_FULL_DIM)
+
+
+def embedding_of(text: str, dim: int = EMBED_FULL_DIM) -> list[float]:
+    """The fake's embedding: the unit-norm sum of the text's word vectors, cut to `dim` values."""
+    words = re.findall(r"\w+", text.lower())[:EMBED_MAX_TEXT_TOKENS]
+    full = np.sum([_word_vector(w) for w in words], axis=0) if words else np.zeros(EMBED_FULL_DIM)
+    norm = float(np.linalg.norm(full))
+    return [float(x) for x in (full / norm if norm else full)[:dim]]
 
 
 @dataclass
@@ -117,6 +147,15 @@ class RecordedRequest:
     @property
     def function_declarations(self) -> list[dict[str, Any]]:
         return [d for t in self.body.get("tools") or [] for d in t.get("functionDeclarations") or []]
+
+    @property
+    def instances(self) -> list[dict[str, Any]]:
+        """The texts of an embeddings (predict) request."""
+        return list(self.body.get("instances") or [])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.body.get("parameters") or {})
 
 
 def _get(obj: dict[str, Any], camel: str) -> Any:
@@ -300,7 +339,7 @@ class FakeVertex:
             body=body,
         )
         self.requests.append(rec)
-        actions = ("generateContent", "streamGenerateContent")
+        actions = ("generateContent", "streamGenerateContent", "predict")
         if p["version"] not in API_VERSIONS or p["publisher"] != "google" or action not in actions:
             return self._error(404, f"Unknown method {request.url.path}.")
         if self.require_token is not None and request.headers.get("authorization") != f"Bearer {self.require_token}":
@@ -324,6 +363,8 @@ class FakeVertex:
         if behaviour.kind == "hang" and not (rec.stream and behaviour.after_chunks):
             await self._sleep(behaviour.seconds)
             behaviour = Behaviour("ok")
+        if action == "predict":
+            return self._embeddings(body, rec)
         responses = self._responses(body, model, behaviour, rec)
         if not rec.stream:
             return JSONResponse(_merge(responses))
@@ -373,7 +414,8 @@ class FakeVertex:
     def _from_markers(self, body: dict[str, Any]) -> Behaviour:
         contents = body.get("contents") or []
         users = [c for c in contents if c.get("role", "user") == "user"]
-        match = MARKER.search(_texts(users[-1]) if users else "")
+        text = _texts(users[-1]) if users else " ".join(str(i.get("content", "")) for i in body.get("instances") or [])
+        match = MARKER.search(text)
         if match is None:
             return Behaviour("ok")
         word, arg = match.group(1), match.group(2)
@@ -389,6 +431,42 @@ class FakeVertex:
         if word == "break":
             return Behaviour("break", after_chunks=int(float(arg or 1)))
         return Behaviour("ok")
+
+    def _embeddings(self, body: dict[str, Any], rec: RecordedRequest) -> Response:
+        instances = body.get("instances")
+        params = body.get("parameters") or {}
+        if not isinstance(instances, list) or not instances:
+            return self._error(400, "instances must be a non-empty list.")
+        if len(instances) > EMBED_MAX_INSTANCES:
+            return self._error(400, f"{len(instances)} instances; the limit is {EMBED_MAX_INSTANCES}.")
+        dim = params.get("outputDimensionality") or EMBED_FULL_DIM
+        if not isinstance(dim, int) or not 1 <= dim <= EMBED_FULL_DIM:
+            return self._error(400, f"outputDimensionality must be between 1 and {EMBED_FULL_DIM}.")
+        truncate = params.get("autoTruncate", True) is not False
+        texts = [str(i.get("content") or "") if isinstance(i, dict) else "" for i in instances]
+        counts = [count_tokens(t) for t in texts]
+        if sum(counts) > EMBED_MAX_REQUEST_TOKENS:
+            return self._error(
+                400,
+                f"Unable to submit request because the input token count is {sum(counts)} "
+                f"but the model supports up to {EMBED_MAX_REQUEST_TOKENS}.",
+            )
+        if not truncate and max(counts) > EMBED_MAX_TEXT_TOKENS:
+            return self._error(400, f"An instance has {max(counts)} tokens; the limit is {EMBED_MAX_TEXT_TOKENS}.")
+        predictions = [
+            {
+                "embeddings": {
+                    "values": embedding_of(t, dim),
+                    "statistics": {
+                        "token_count": min(n, EMBED_MAX_TEXT_TOKENS),
+                        "truncated": n > EMBED_MAX_TEXT_TOKENS,
+                    },
+                }
+            }
+            for t, n in zip(texts, counts, strict=True)
+        ]
+        rec.usage = {"promptTokenCount": sum(min(n, EMBED_MAX_TEXT_TOKENS) for n in counts)}
+        return JSONResponse({"predictions": predictions, "metadata": {"billableCharacterCount": sum(map(len, texts))}})
 
     def _responses(
         self, body: dict[str, Any], model: str, behaviour: Behaviour, rec: RecordedRequest
