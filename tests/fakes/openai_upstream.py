@@ -43,6 +43,7 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 class FakeOpenAI:
     def __init__(self, hang_s: float = 30.0) -> None:
         self.script: dict[str, deque[str]] = defaultdict(deque)
+        self.always: dict[str, str] = {}  # model -> action for every request (after the script)
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.hang_s = hang_s
@@ -72,7 +73,7 @@ class FakeOpenAI:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         model = body.get("model", "")
-        action = self.script[model].popleft() if self.script[model] else "ok"
+        action = self.script[model].popleft() if self.script[model] else self.always.get(model, "ok")
         if action == "429":
             return self._error(429, "rate limited", "rate_limit_exceeded", {"retry-after": "0"})
         if action == "500":
@@ -165,8 +166,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--fail-model", action="append", default=[], help="answer 500 for this upstream model")
     args = parser.parse_args()
-    uvicorn.run(FakeOpenAI().app, host="127.0.0.1", port=args.port, log_level="warning")
+    fake = FakeOpenAI()
+    for model in args.fail_model:
+        fake.always[model] = "500"
+    uvicorn.run(fake.app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":
