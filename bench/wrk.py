@@ -66,6 +66,28 @@ def post_script(path: Path, body: dict[str, Any], headers: dict[str, str] | None
     return path
 
 
+def post_rotating_script(path: Path, bodies: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Path:
+    """A wrk Lua script that POSTs `bodies` as JSON in turn (requests formatted once, at init)."""
+    lines = [
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        *(f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or {}).items()),
+        "local bodies = {",
+        *(f"  {_lua_string(orjson.dumps(b).decode())}," for b in bodies),
+        "}",
+        "local requests, n = {}, 0",
+        "init = function(args)",
+        "  for i, b in ipairs(bodies) do requests[i] = wrk.format(nil, nil, nil, b) end",
+        "end",
+        "request = function()",
+        "  n = n % #requests + 1",
+        "  return requests[n]",
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
