@@ -26,7 +26,14 @@ from shared.encoders.vertex import (
 from shared.errors import ProviderNotConfigured, UpstreamUnavailable
 from shared.index.local import LocalIndex
 from shared.routing.examples import LabelledExample
-from tests.fakes.vertex import EMBED_MAX_REQUEST_TOKENS, FakeVertex, count_tokens, embedding_of, serve
+from tests.fakes.vertex import (
+    EMBED_MAX_REQUEST_TOKENS,
+    FakeVertex,
+    count_tokens,
+    embedding_of,
+    serve,
+    service_account_info,
+)
 
 MODEL = "text-embedding-005"
 
@@ -221,22 +228,8 @@ def test_needs_a_project() -> None:
 
 
 async def test_encoder_vertex_setting_builds_it_from_credentials_json(fake: FakeVertex) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test-project",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": "router@test-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
+    info = service_account_info()
     settings = vertex_settings(fake, vertex_embedding_dim=128, google_application_credentials_json=json.dumps(info))
     enc = build_encoder(settings)
     try:

@@ -26,7 +26,7 @@ from shared.errors import (
 from shared.providers.base import Timeouts
 from shared.providers.vertex import RouterTransport, VertexProvider
 from shared.schemas import ChatCompletionRequest
-from tests.fakes.vertex import FakeVertex, count_tokens, serve
+from tests.fakes.vertex import FakeVertex, count_tokens, serve, service_account_info
 
 SPEC = ModelSpec(
     id="gemini-2.5-flash-router",
@@ -525,23 +525,9 @@ async def test_transport_applies_the_connect_timeout_and_strips_its_header() -> 
 
 
 def test_from_settings_builds_service_account_credentials_in_memory() -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from google.oauth2 import service_account
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "project_id": "test-project",
-        "private_key_id": "k1",
-        "private_key": pem,
-        "client_email": "router@test-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
+    info = service_account_info()
     settings = Settings(google_cloud_project_id="test-project", google_application_credentials_json=json.dumps(info))
     p = VertexProvider.from_settings(settings)
     creds = p._client._api_client._credentials

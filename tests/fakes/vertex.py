@@ -622,6 +622,27 @@ def serve(fake: FakeVertex | None = None) -> Iterator[FakeVertex]:
         yield fake
 
 
+def service_account_info() -> dict[str, str]:
+    """A service-account JSON with a freshly made RSA key: what GOOGLE_APPLICATION_CREDENTIALS_JSON
+    holds in tests (google-auth loads it without any network call)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        "type": "service_account",
+        "project_id": "test-project",
+        "private_key_id": "k1",
+        "private_key": pem,
+        "client_email": "router@test-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
