@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     quota_requests_per_minute: int = 600
     quota_tokens_per_day: int = 5_000_000
     quota_usd_per_month: float = 500.0
+    # Which models each tenant may use, as JSON: {"tenant-a": ["gemini-2.5-flash", ...]}.
+    # Tenants not listed may use every enabled model.
+    tenant_model_allowlist: dict[str, list[str]] = Field(default_factory=dict)
 
     # --- Vertex AI ----------------------------------------------------------------------------------
     google_cloud_project_id: str | None = None

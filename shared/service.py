@@ -161,6 +161,7 @@ class RouterService:
             max_cost_usd=opts.max_cost_usd if opts else None,
             min_quality=opts.min_quality if opts else None,
             tenant=principal.tenant if principal else None,
+            tenant_allowed_models=self.settings.tenant_model_allowlist.get(principal.tenant) if principal else None,
         )
 
     async def decide(self, req: ChatCompletionRequest, principal: Principal | None) -> Decision:

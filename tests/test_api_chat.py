@@ -6,7 +6,9 @@ import httpx
 import orjson
 import pytest
 
+from shared.config import Settings
 from shared.context import AppContext
+from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI, count_tokens
 
 CHAT = "/api/v1/chat/completions"
@@ -156,3 +158,25 @@ async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
     assert r.json()["error"]["code"] == "route_not_found"
     r = await client.get(CHAT)
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_tenant_model_allowlist(
+    make_context: ContextFactory, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """TENANT_MODEL_ALLOWLIST limits a tenant's models: auto routing only among them, an explicit
+    other model is a 403 that names what is allowed. (Auth is off here: the tenant is 'default'.)"""
+    await make_context(settings=settings.model_copy(update={"tenant_model_allowlist": {"default": ["small"]}}))
+    r = await client.post("/api/v1/route", json=body(model="auto:quality"))
+    d = r.json()
+    assert d["model"] == "small"
+    assert {"model": "big", "reason": "not allowed for this tenant"}.items() <= next(
+        c for c in d["candidates"] if c["model"] == "big"
+    ).items()
+    r = await client.post(CHAT, json=body(model="big"))
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "model_not_allowed" and "small" in r.json()["error"]["message"]
+
+
+def test_allowlist_setting_reads_json_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANT_MODEL_ALLOWLIST", '{"acme": ["gemini-2.5-flash", "gemini-2.5-flash-lite"]}')
+    assert Settings().tenant_model_allowlist == {"acme": ["gemini-2.5-flash", "gemini-2.5-flash-lite"]}

@@ -13,7 +13,7 @@ from opentelemetry import trace
 
 from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder
-from ..errors import InvalidRequest, NoEligibleModel
+from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
 from ..index.base import ExampleIndex
 from ..telemetry import span
 from .examples import Neighbour, Neighbours
@@ -177,6 +177,13 @@ class Router:
     def _models_for(self, req: RoutingRequest) -> list[ModelSpec]:
         if req.explicit_model is not None:
             spec = self.catalog.get(req.explicit_model)
+            if req.tenant_allowed_models is not None and spec.id not in req.tenant_allowed_models:
+                raise PermissionDenied(
+                    f"Model '{spec.id}' is not allowed for this tenant; allowed: "
+                    f"{', '.join(sorted(req.tenant_allowed_models)) or 'none'}.",
+                    param="model",
+                    code="model_not_allowed",
+                )
             limit = req.max_output_tokens
             if limit is not None and limit > spec.max_output_tokens:
                 raise InvalidRequest(
