@@ -3,51 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-import numpy as np
-import orjson
-from opentelemetry import trace
 
 from .auth.base import Principal
 from .cache.base import KeyValueCache
-from .cache.keys import is_deterministic, response_cache_key
-from .cache.semantic import SemanticCache, bucket_key, single_turn_text
+from .caching import ResponseCaching, SemanticSlot
 from .catalog import Catalog, ModelSpec
 from .circuit.base import CircuitBreaker
 from .config import Settings
 from .errors import (
-    ProviderNotConfigured,
     RouterError,
     UpstreamError,
     UpstreamUnavailable,
 )
 from .metrics import (
-    CACHE,
     COST_USD,
     DECISION_MS,
-    FALLBACKS,
     OVERHEAD_MS,
     REQUESTS,
-    RETRIES,
     TOKENS,
     UPSTREAM_ERRORS,
-    UPSTREAM_MS,
 )
 from .providers.base import Chunk, Completion, Timeouts
 from .providers.registry import ProviderRegistry
-from .resilience import Deadline, with_retries
+from .resilience import Attempt, Deadline, call_with_fallback
 from .routing.policy import PolicyName
 from .routing.router import Decision, Router, RoutingRequest
 from .schemas import POLICY_ALIASES, ChatCompletionRequest
 from .store.base import RequestLogRow, RequestLogSink
-from .telemetry import end_model_span, model_span
+from .streaming import SSE_DONE, chunks_from_completion, completion_from_stream, next_or_none, sse
+from .telemetry import end_model_span
 from .telemetry import span as tracing_span
 from .tokens import count_usage, estimate_prompt_tokens
 
@@ -74,29 +64,6 @@ class ChatOutcome:
     stream: AsyncIterator[bytes] | None = None
 
 
-@dataclass
-class _SemanticSlot:
-    bucket: str
-    text: str
-    vector: np.ndarray
-
-
-@dataclass
-class _Attempt:
-    model: ModelSpec
-    upstream_ms: float
-    fallbacks: list[dict[str, str]] = field(default_factory=list)
-    span: Any = None  # the model call's span, ended once usage is known
-    attempts: int = 1
-
-
-def sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
-
-
 class RouterService:
     def __init__(
         self,
@@ -117,17 +84,7 @@ class RouterService:
         self.request_log = request_log
         self.cache = cache
         self.quota = quota
-        self.semantic = (
-            SemanticCache.over(
-                cache,
-                threshold=settings.semantic_cache_threshold,
-                ttl_s=settings.cache_ttl_s,
-                default_on=settings.semantic_cache_enabled,
-                tenants_on=frozenset(t.strip() for t in settings.semantic_cache_tenants.split(",") if t.strip()),
-            )
-            if cache is not None
-            else None
-        )
+        self.caching = ResponseCaching(settings, cache, router)
         # called after a successful answer, off the request path (e.g. keeping the prompt so
         # that feedback on this request can become a labelled example)
         self.after_answer: list[AfterAnswer] = []
@@ -224,18 +181,18 @@ class RouterService:
 
         directives = (cache_control or "").lower()
         no_cache, no_store = "no-cache" in directives, "no-store" in directives
-        cache_key = self._cache_key(req, principal, cache_control)
+        cache_key = self.caching.key(req, principal, cache_control)
         store_in_cache = cache_key is not None and not no_store
         if cache_key is not None and not no_cache:
-            cached, reachable = await self._cache_get(cache_key)
+            cached, reachable = await self.caching.get(cache_key)
             if cached is not None:
                 return self._replay(cached, req, row, headers, t0)
             row.cache = "miss" if reachable else "bypass"
         elif cache_key is not None:
             row.cache = "bypass"
-        semantic = await self._semantic_slot(req, principal, decision) if not (no_cache and no_store) else None
+        semantic = await self.caching.semantic_slot(req, principal, decision) if not (no_cache and no_store) else None
         if semantic is not None and not no_cache:
-            cached = await self._semantic_get(semantic)
+            cached = await self.caching.semantic_get(semantic)
             if cached is not None:
                 return self._replay(cached, req, row, headers, t0, kind="semantic")
             if cache_key is None:
@@ -309,9 +266,9 @@ class RouterService:
         headers.update(self._timing_headers(model, overhead, attempt, row.cache))
         self._account(row)
         if store_in_cache and cache_key is not None:
-            await self._cache_set(cache_key, completion)
+            await self.caching.set(cache_key, completion)
         if semantic is not None:
-            await self._semantic_set(semantic, completion)
+            await self.caching.semantic_set(semantic, completion)
         self._answered(request_id, principal.tenant, req, decision)
         return ChatOutcome(request_id=request_id, decision=decision, headers=headers, completion=completion)
 
@@ -326,7 +283,7 @@ class RouterService:
         deadline: Deadline,
         cache_key: str | None,
         reservation: Any,
-        semantic: _SemanticSlot | None = None,
+        semantic: SemanticSlot | None = None,
     ) -> ChatOutcome:
         async def open_stream(provider: Any, model: ModelSpec) -> tuple[Chunk, AsyncIterator[Chunk]]:
             it = provider.stream(req, model, self.timeouts).__aiter__()
@@ -377,7 +334,7 @@ class RouterService:
                         if not wants_usage and "usage" in chunk:
                             chunk = {k: v for k, v in chunk.items() if k != "usage"}
                         yield sse(chunk)
-                    chunk = await _next_or_none(rest)
+                    chunk = await next_or_none(rest)
                 completed = True
             except UpstreamError as exc:
                 # bytes are already with the caller: no fallback now; end with an error event
@@ -411,11 +368,11 @@ class RouterService:
             if completed and row.status < 400:
                 self._answered(row.id, row.tenant, req, decision)
             if completed and cacheable and row.status < 400:
-                completion = _completion_from_stream(meta, model.id, "".join(text_parts), finish_reason, usage)
+                completion = completion_from_stream(meta, model.id, "".join(text_parts), finish_reason, usage)
                 if cache_key is not None:
-                    await self._cache_set(cache_key, completion)
+                    await self.caching.set(cache_key, completion)
                 if semantic is not None:
-                    await self._semantic_set(semantic, completion)
+                    await self.caching.semantic_set(semantic, completion)
 
         return ChatOutcome(request_id=row.id, decision=decision, headers=headers, stream=body())
 
@@ -443,147 +400,11 @@ class RouterService:
         decision: Decision,
         deadline: Deadline,
         call: Callable[[Any, ModelSpec], Awaitable[Any]],
-    ) -> tuple[Any, _Attempt]:
+    ) -> tuple[Any, Attempt]:
         candidates = [c.model for c in decision.ranked][: 1 + self.settings.max_fallbacks]
-        fallbacks: list[dict[str, str]] = []
-        not_configured: ProviderNotConfigured | None = None
-        last_error: RouterError | None = None
-        for pos, model in enumerate(candidates):
-            nxt = candidates[pos + 1].id if pos + 1 < len(candidates) else None
-            try:
-                provider = self.providers.for_model(model)
-            except ProviderNotConfigured as exc:
-                not_configured = not_configured or exc
-                if nxt:
-                    fallbacks.append({"from": model.id, "to": nxt, "reason": "not_configured"})
-                continue
-            t_call = time.perf_counter()
-            span = model_span(model)
-            tries = [1]
-
-            def on_retry(exc: BaseException, attempt: int, model_id: str = model.id, tries: list[int] = tries) -> None:
-                tries[0] = attempt + 1
-                RETRIES.labels(model_id, getattr(exc, "reason", "error")).inc()
-
-            try:
-                result = await with_retries(
-                    functools.partial(call, provider, model),
-                    attempts=self.settings.max_attempts_per_model,
-                    deadline=deadline,
-                    on_retry=on_retry,
-                )
-            except UpstreamError as exc:
-                UPSTREAM_ERRORS.labels(model.id, exc.reason).inc()
-                end_model_span(span, error=exc, attempts=tries[0])
-                if exc.transient:
-                    await self.circuit.record_failure(model.id)
-                last_error = exc
-                if nxt and exc.reason in self.settings.fallback_reasons and not deadline.expired:
-                    fallbacks.append({"from": model.id, "to": nxt, "reason": exc.reason})
-                    FALLBACKS.labels(model.id, nxt, exc.reason).inc()
-                    trace.get_current_span().add_event(
-                        "fallback",
-                        {
-                            "llm_router.fallback.from": model.id,
-                            "llm_router.fallback.to": nxt,
-                            "llm_router.fallback.reason": exc.reason,
-                        },
-                    )
-                    log.warning(
-                        "fallback %s -> %s (%s)",
-                        model.id,
-                        nxt,
-                        exc.reason,
-                        extra={"fallback_from": model.id, "fallback_to": nxt, "fallback_reason": exc.reason},
-                    )
-                    continue
-                raise
-            upstream_ms = (time.perf_counter() - t_call) * 1000
-            UPSTREAM_MS.labels(model.id).observe(upstream_ms)
-            await self.circuit.record_success(model.id)
-            return result, _Attempt(
-                model=model, upstream_ms=upstream_ms, fallbacks=fallbacks, span=span, attempts=tries[0]
-            )
-        if last_error is not None:
-            raise last_error
-        assert not_configured is not None
-        raise not_configured
-
-    # -- cache ---------------------------------------------------------------------------------
-    def _cache_key(self, req: ChatCompletionRequest, principal: Principal, cache_control: str | None) -> str | None:
-        if self.cache is None or not self.settings.cache_enabled:
-            return None
-        opted = req.routing.cache if req.routing else None
-        if opted is False:
-            return None
-        if not (is_deterministic(req) or opted or self.settings.cache_nondeterministic):
-            return None
-        return response_cache_key(req, principal.tenant)
-
-    async def _cache_get(self, key: str) -> tuple[Completion | None, bool]:
-        """The cached completion, and whether the cache answered at all (False: bypassed)."""
-        assert self.cache is not None
-        with tracing_span("cache get", kind=trace.SpanKind.CLIENT, attributes={"db.system": self.cache.kind}) as span:
-            try:
-                raw = await self.cache.get(key)
-            except Exception as exc:  # a cache outage bypasses the cache
-                log.warning("cache get failed, bypassing: %s", type(exc).__name__)
-                CACHE.labels("response", "error").inc()
-                span.set_attribute("llm_router.cache.result", "error")
-                return None, False
-            result = "hit" if raw else "miss"
-            span.set_attribute("llm_router.cache.result", result)
-            CACHE.labels("response", result).inc()
-            return (orjson.loads(raw) if raw else None), True
-
-    async def _semantic_slot(
-        self, req: ChatCompletionRequest, principal: Principal, decision: Decision
-    ) -> _SemanticSlot | None:
-        """Where this request lives in the semantic cache, when it takes part at all."""
-        if self.semantic is None or not self.settings.cache_enabled or req.n not in (None, 1):
-            return None
-        if (req.routing and req.routing.cache is False) or not self.semantic.wanted(req, principal.tenant):
-            return None
-        text = single_turn_text(req)
-        bucket = bucket_key(req, principal.tenant, self.router.encoder.name)
-        if text is None or bucket is None:
-            return None
-        vector = decision.vector
-        if vector is None:
-            try:
-                vector = await self.router.encode(text)
-            except Exception as exc:  # no vector, no semantic cache: never fail the request
-                log.warning("semantic cache: encoding failed: %s", type(exc).__name__)
-                return None
-        return _SemanticSlot(bucket=bucket, text=text, vector=vector)
-
-    async def _semantic_get(self, slot: _SemanticSlot) -> Completion | None:
-        assert self.semantic is not None
-        try:
-            raw = await self.semantic.lookup(slot.bucket, slot.vector)
-        except Exception as exc:
-            log.warning("semantic cache get failed, bypassing: %s", type(exc).__name__)
-            CACHE.labels("semantic", "error").inc()
-            return None
-        CACHE.labels("semantic", "hit" if raw else "miss").inc()
-        return orjson.loads(raw) if raw else None
-
-    async def _semantic_set(self, slot: _SemanticSlot, completion: Completion) -> None:
-        assert self.semantic is not None
-        choice = (completion.get("choices") or [{}])[0]
-        if choice.get("finish_reason") not in (None, "stop") or (choice.get("message") or {}).get("tool_calls"):
-            return  # only plain finished answers stand in for a similar prompt
-        try:
-            await self.semantic.store(slot.bucket, slot.text, slot.vector, orjson.dumps(completion))
-        except Exception as exc:
-            log.warning("semantic cache set failed: %s", type(exc).__name__)
-
-    async def _cache_set(self, key: str, completion: Completion) -> None:
-        assert self.cache is not None
-        try:
-            await self.cache.set(key, orjson.dumps(completion), self.settings.cache_ttl_s)
-        except Exception as exc:
-            log.warning("cache set failed: %s", type(exc).__name__)
+        return await call_with_fallback(
+            candidates, call, providers=self.providers, circuit=self.circuit, settings=self.settings, deadline=deadline
+        )
 
     def _replay(
         self,
@@ -613,14 +434,14 @@ class RouterService:
             return ChatOutcome(request_id=row.id, decision=None, headers=headers, completion=cached)
 
         async def replay() -> AsyncIterator[bytes]:
-            for chunk in _chunks_from_completion(cached, req.wants_usage_in_stream):
+            for chunk in chunks_from_completion(cached, req.wants_usage_in_stream):
                 yield sse(chunk)
             yield SSE_DONE
 
         return ChatOutcome(request_id=row.id, decision=None, headers=headers, stream=replay())
 
     # -- accounting ----------------------------------------------------------------------------
-    def _timing_headers(self, model: ModelSpec, overhead: float, attempt: _Attempt, cache: str) -> dict[str, str]:
+    def _timing_headers(self, model: ModelSpec, overhead: float, attempt: Attempt, cache: str) -> dict[str, str]:
         h = {
             "x-router-model": model.id,
             "x-router-overhead-ms": f"{overhead:.2f}",
@@ -655,13 +476,6 @@ class RouterService:
         self.request_log.record(row)
 
 
-async def _next_or_none(it: AsyncIterator[Chunk]) -> Chunk | None:
-    try:
-        return await it.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
 def _usage_numbers(usage: dict[str, Any], req: ChatCompletionRequest, completion: Completion) -> tuple[int, int, str]:
     if usage and ("prompt_tokens" in usage or "completion_tokens" in usage):
         return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), "provider"
@@ -681,44 +495,3 @@ def _decision_summary(d: Decision) -> dict[str, Any]:
         "index": d.index_status,
         "decision_ms": round(d.decision_ms, 3),
     }
-
-
-def _completion_from_stream(
-    meta: dict[str, Any], model: str, text: str, finish: str | None, usage: dict[str, Any] | None
-) -> Completion:
-    return {
-        "id": meta.get("id") or "chatcmpl-cached",
-        "object": "chat.completion",
-        "created": meta.get("created") or int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish or "stop",
-            }
-        ],
-        "usage": usage or {},
-    }
-
-
-def _chunks_from_completion(c: Completion, with_usage: bool) -> list[Chunk]:
-    base = {"id": c.get("id"), "object": "chat.completion.chunk", "created": c.get("created"), "model": c.get("model")}
-    choice = (c.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    chunks: list[Chunk] = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-    ]
-    if message.get("content"):
-        chunks.append(
-            {**base, "choices": [{"index": 0, "delta": {"content": message["content"]}, "finish_reason": None}]}
-        )
-    if message.get("tool_calls"):
-        calls = [{**tc, "index": i} for i, tc in enumerate(message["tool_calls"])]
-        chunks.append({**base, "choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]})
-    chunks.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]}
-    )
-    if with_usage:
-        chunks.append({**base, "choices": [], "usage": c.get("usage") or {}})
-    return chunks

@@ -24,7 +24,8 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.providers.base import Timeouts
-from shared.providers.vertex import RouterTransport, VertexProvider
+from shared.providers.vertex import VertexProvider
+from shared.providers.vertex_client import RouterTransport
 from shared.schemas import ChatCompletionRequest
 from tests.fakes.vertex import FakeVertex, count_tokens, serve, service_account_info
 

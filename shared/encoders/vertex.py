@@ -1,6 +1,6 @@
 """Vertex AI text embeddings (text-embedding-005 by default) as a remote encoder.
 
-The google-genai client is the one the Vertex chat provider builds (providers/vertex.py), so the
+The google-genai client is the one the Vertex chat provider uses (providers/vertex_client.py), so the
 credentials, the endpoint, the transport and the one-attempt retry policy are the same. bootstrap
 wraps this encoder in CachedEncoder (cache/embeddings.py): each text is paid for once per TTL.
 
@@ -27,7 +27,7 @@ from google.genai import types
 
 from ..config import Settings
 from ..errors import UpstreamUnavailable
-from ..providers.vertex import _TIMEOUT_EXC, _TRANSPORT_EXC, CREDENTIAL_SETTING, build_client
+from ..providers.vertex_client import CREDENTIAL_SETTING, TIMEOUT_ERRORS, TRANSPORT_ERRORS, build_client
 from .base import normalise_rows
 
 MAX_TEXTS_PER_REQUEST = 250
@@ -167,9 +167,9 @@ class VertexEmbeddingEncoder:
             elif code == 404:
                 detail += " (check VERTEX_EMBEDDING_MODEL and VERTEX_AI_LOCATION)"
             return UpstreamUnavailable(detail)
-        if isinstance(exc, (*_TIMEOUT_EXC, TimeoutError)):
+        if isinstance(exc, (*TIMEOUT_ERRORS, TimeoutError)):
             return UpstreamUnavailable(f"{what} timed out ({type(exc).__name__}).")
-        if isinstance(exc, _TRANSPORT_EXC):
+        if isinstance(exc, TRANSPORT_ERRORS):
             return UpstreamUnavailable(
                 f"{what}: the connection to {self.endpoint} failed ({type(exc).__name__}: {exc})."
             )
