@@ -183,6 +183,7 @@ async def wire_index(settings: Settings, parts: Parts, closers: Closers) -> None
 async def wire_auth(settings: Settings, parts: Parts, closers: Closers) -> None:
     from .auth.authenticator import build_authenticator, check_auth_settings
     from .auth.service_tokens import service_secret
+    from .cache.redis import RedisCache
     from .keyvault import reference_problems
     from .quota import MemoryQuota, QuotaLimits, RedisQuota
 
@@ -191,10 +192,10 @@ async def wire_auth(settings: Settings, parts: Parts, closers: Closers) -> None:
     if settings.auth_enabled:
         parts["authenticator"] = build_authenticator(settings, service_secret(settings))
     limits = QuotaLimits.from_settings(settings)
-    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
-    quota = RedisQuota.from_url(redis_url, limits) if redis_url else MemoryQuota(limits)
-    parts["quota"] = quota
-    closers.append(quota.close)
+    cache = parts.get("cache")
+    # quotas share the cache's Redis client: one pool, with its TLS settings and short timeouts
+    # (it is closed with the cache)
+    parts["quota"] = RedisQuota(cache.client, limits) if isinstance(cache, RedisCache) else MemoryQuota(limits)
 
 
 async def wire_jobs(settings: Settings, parts: Parts, closers: Closers) -> None:

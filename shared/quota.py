@@ -11,6 +11,7 @@ USD amounts are kept as integer nano-dollars: Redis counters stay exact.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -20,11 +21,16 @@ from functools import lru_cache
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .auth.base import Principal
 from .config import Settings
 from .errors import QuotaExceeded
 from .metrics import QUOTA_REJECTIONS
+
+log = logging.getLogger(__name__)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 NANO = 1_000_000_000
 LIMIT_NAMES = ("requests_per_minute", "tokens_per_day", "usd_per_month")
@@ -81,6 +87,7 @@ class Reservation:
     windows: Windows
     tokens: int
     nano_usd: int
+    in_process: bool = False  # admitted by the in-process fallback (Redis was down)
 
 
 @dataclass(frozen=True)
@@ -195,30 +202,57 @@ class RedisQuota:
 
     kind = "redis"
 
-    def __init__(self, redis: Redis, limits: QuotaLimits, prefix: str = "llmr:quota") -> None:
+    """Quotas shared by every replica. When Redis cannot be reached the quotas are counted in this
+    process instead (still enforced, per replica) until it answers again: a Redis outage never
+    fails a request."""
+
+    def __init__(
+        self, redis: Redis, limits: QuotaLimits, prefix: str = "llmr:quota", *, down_backoff_s: float = 2.0
+    ) -> None:
         self.redis = redis
         self.limits = limits
         self.prefix = prefix
+        self.down_backoff_s = down_backoff_s
+        self.fallback = MemoryQuota(limits)
+        self._down_until = 0.0
         self._admit = redis.register_script(_ADMIT_LUA)
         self._settle = redis.register_script(_SETTLE_LUA)
 
-    @classmethod
-    def from_url(cls, url: str, limits: QuotaLimits) -> RedisQuota:
-        return cls(Redis.from_url(url), limits)
+    def _redis_down(self, exc: Exception) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning("redis unreachable for quotas (%s): counting in process", type(exc).__name__)
+        # while it is down, do not pay its timeout on every request
+        self._down_until = time.monotonic() + self.down_backoff_s
 
     async def admit(self, principal: Principal, est_tokens: int, est_cost_usd: float) -> Reservation:
+        if time.monotonic() < self._down_until:
+            return await self._admit_in_process(principal, est_tokens, est_cost_usd)
         w = Windows.at(time.time())
         tokens, nano = max(0, est_tokens), to_nano(est_cost_usd)
         args: list[Any] = [*self.limits.as_units(), 1, tokens, nano, *_TTLS]
-        hit = int(await self._admit(keys=self._keys(principal.tenant, w), args=args))
+        try:
+            hit = int(await self._admit(keys=self._keys(principal.tenant, w), args=args))
+        except REDIS_DOWN as exc:
+            self._redis_down(exc)
+            return await self._admit_in_process(principal, est_tokens, est_cost_usd)
         if hit:
             raise rejected(hit - 1, w)
         return Reservation(principal.tenant, w, tokens, nano)
 
+    async def _admit_in_process(self, principal: Principal, est_tokens: int, est_cost_usd: float) -> Reservation:
+        r = await self.fallback.admit(principal, est_tokens, est_cost_usd)
+        return Reservation(r.tenant, r.windows, r.tokens, r.nano_usd, in_process=True)
+
     async def settle(self, reservation: Reservation, tokens: int, cost_usd: float) -> None:
+        if reservation.in_process:
+            await self.fallback.settle(reservation, tokens, cost_usd)
+            return
         _, day, month = self._keys(reservation.tenant, reservation.windows)
         deltas = [max(0, tokens) - reservation.tokens, to_nano(cost_usd) - reservation.nano_usd]
-        await self._settle(keys=[day, month], args=deltas)
+        try:
+            await self._settle(keys=[day, month], args=deltas)
+        except REDIS_DOWN as exc:
+            self._redis_down(exc)
 
     async def usage(self, tenant: str) -> QuotaUsage:
         values = await self.redis.mget(self._keys(tenant, Windows.at(time.time())))

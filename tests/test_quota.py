@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Principal, Role
@@ -43,7 +44,7 @@ async def make_quota(request: pytest.FixtureRequest) -> AsyncIterator[QuotaFacto
             pytest.skip("the redis_url fixture (tests/plugins/databases.py) is not there yet")
 
         def factory(limits: QuotaLimits) -> Any:
-            q = RedisQuota.from_url(url, limits)
+            q = RedisQuota(Redis.from_url(url), limits)
             q.prefix = f"test:quota:{uuid.uuid4().hex}"
             made.append(q)
             return q
@@ -232,3 +233,25 @@ async def test_rpm_over_http_names_the_limit(
             assert other.status_code == 200
 
     await same_minute(check)()
+
+
+async def test_redis_quota_down_serves_on_in_process_counts(
+    make_context: Any, client: httpx.AsyncClient, fake_openai: Any, redis_control: Any
+) -> None:
+    """Redis down must never fail a request: quotas fall back to in-process counting (still
+    enforced per replica) and go back to Redis when it answers."""
+    from shared.cache.redis import RedisCache
+    from shared.quota import QuotaLimits, RedisQuota
+
+    redis_control.require_stoppable()
+    cache = RedisCache(redis_control.url)
+    quota = RedisQuota(cache.client, QuotaLimits(requests_per_minute=3, tokens_per_day=10**9, usd_per_month=10**6))
+    await make_context(quota=quota, cache=cache)
+    body = {"model": "small", "messages": [{"role": "user", "content": "quota while redis is down"}]}
+    try:
+        redis_control.stop()
+        codes = [(await client.post("/api/v1/chat/completions", json=body)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]  # the limit still holds, counted in process
+    finally:
+        redis_control.start()
+        await cache.close()
