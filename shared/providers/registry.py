@@ -11,13 +11,16 @@ from ..config import Settings
 from ..errors import ProviderNotConfigured
 from .base import Provider
 from .openai_compat import OpenAICompatibleProvider
+from .vertex_client import SCOPES, project_and_credentials
 
 
 class GoogleAccessToken:
-    """OAuth access tokens from Application Default Credentials, refreshed before expiry."""
+    """OAuth access tokens for Vertex AI's OpenAI-compatible endpoint, from the same credentials
+    the Vertex provider uses (given ones, GOOGLE_APPLICATION_CREDENTIALS_JSON, else Application
+    Default Credentials), refreshed before expiry."""
 
-    def __init__(self) -> None:
-        self._creds: Any = None
+    def __init__(self, credentials: Any = None) -> None:
+        self._creds: Any = credentials
         self._lock = asyncio.Lock()
 
     async def __call__(self) -> str | None:
@@ -26,7 +29,7 @@ class GoogleAccessToken:
 
         async with self._lock:
             if self._creds is None:
-                self._creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                self._creds, _ = google.auth.default(scopes=list(SCOPES))
             if not self._creds.valid:
                 await asyncio.to_thread(self._creds.refresh, google.auth.transport.requests.Request())
             return str(self._creds.token)
@@ -86,7 +89,8 @@ class ProviderRegistry:
     def _token_source(self, model: ModelSpec) -> Any:
         if model.auth == "google":
             if self._google_token is None:
-                self._google_token = GoogleAccessToken()
+                _, credentials = project_and_credentials(self.settings, self._vertex_credentials)
+                self._google_token = GoogleAccessToken(credentials)
             return self._google_token
         env = model.api_key_env
 
