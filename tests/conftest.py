@@ -21,7 +21,8 @@ from tests.fakes.server import ServerThread
 pytest_plugins = ["tests.plugins.databases", "tests.plugins.auth_tokens", "tests.plugins.weaviate_fake"]
 
 ROOT = Path(__file__).resolve().parent.parent
-MMLU_DIR = ROOT.parent / "shared" / "data" / "routing-eval" / "mmlu"
+# seven MMLU subjects shipped with the tests (tests/data/mmlu/README.md), so any clone runs them
+MMLU_DIR = ROOT / "tests" / "data" / "mmlu"
 
 
 @pytest.fixture(scope="session")

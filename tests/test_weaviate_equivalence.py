@@ -22,8 +22,9 @@ from shared.index.local import LocalIndex
 from shared.routing.examples import read_labelled_csv
 from shared.routing.predictor import PredictorParams
 from shared.routing.router import Router, RoutingRequest
+from tests.conftest import MMLU_DIR
 
-MMLU = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "routing-eval" / "mmlu"
+MMLU = MMLU_DIR
 SUBJECTS = ["mmlu_college_biology", "mmlu_high_school_us_history", "mmlu_elementary_mathematics"]
 RENAME = {"gpt-4-1106-preview": "big", "mistralai/Mixtral-8x7B-Instruct-v0.1": "small"}
 TRAIN_PER_SUBJECT = 130
@@ -48,7 +49,6 @@ def split(tmp_path: Path) -> tuple[list[Path], list[str]]:
     return files, prompts
 
 
-@pytest.mark.skipif(not MMLU.exists(), reason="routing-eval data not present")
 async def test_weaviate_routes_like_local_index(
     tmp_path: Path, catalog: Catalog, make_weaviate_index: Callable[..., Any]
 ) -> None:
@@ -91,7 +91,6 @@ async def test_weaviate_routes_like_local_index(
     assert chosen == {"big", "small"}
 
 
-@pytest.mark.skipif(not MMLU.exists(), reason="routing-eval data not present")
 async def test_export_round_trips_labels(tmp_path: Path, make_weaviate_index: Callable[..., Any]) -> None:
     files, _ = split(tmp_path)
     encoder = HashingEncoder(dim=DIM)
@@ -113,7 +112,6 @@ async def test_import_reports_bad_columns(tmp_path: Path) -> None:
         await import_csv(LocalIndex(8), HashingEncoder(dim=8), bad, model_columns=["nope"], progress=False)
 
 
-@pytest.mark.skipif(not MMLU.exists(), reason="routing-eval data not present")
 def test_cli_import_and_export(weaviate_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files, _ = split(tmp_path)
     s = weaviate_settings.model_copy(update={"encoder_dim": 64})
