@@ -213,11 +213,17 @@ class JobService:
         must be redelivered."""
         props = _str_props(msg.application_properties or msg.user_properties)
         with tracer.start_as_current_span(
-            "servicebus.job", context=propagate.extract(props), kind=trace.SpanKind.CONSUMER
+            "servicebus process", context=propagate.extract(props), kind=trace.SpanKind.CONSUMER
         ) as span:
             job_id = job_uuid(str(msg.message_id))
-            span.set_attribute("messaging.message.id", str(msg.message_id))
-            span.set_attribute("router.job_id", job_id)
+            span.set_attributes(
+                {
+                    "messaging.system": "servicebus",
+                    "messaging.destination.name": self.settings.service_bus_queue,
+                    "messaging.message.id": str(msg.message_id),
+                    "llm_router.job_id": job_id,
+                }
+            )
             await self._handle(msg, props, job_id, service)
 
     async def _handle(self, msg: ServiceBusMessage, props: dict[str, str], job_id: str, service: RouterService) -> None:

@@ -233,7 +233,7 @@ async def test_one_job_is_one_trace(
     await bus.drain(timeout_s=30)
     named = by_name(spans)
     [send] = named["servicebus send"]
-    [process] = named["servicebus.job"]
+    [process] = named["servicebus process"]
     [call] = named["chat small"]
     assert send.kind == trace.SpanKind.PRODUCER and process.kind == trace.SpanKind.CONSUMER
     assert send.context.trace_id == process.context.trace_id == call.context.trace_id
