@@ -157,8 +157,3 @@ def get_local_bus() -> LocalBus:
     if _bus is None:
         _bus = LocalBus()
     return _bus
-
-
-def reset_local_bus(bus: LocalBus | None = None) -> None:
-    global _bus
-    _bus = bus
