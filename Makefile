@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 install: $(STAMP)
 
 run: install
-	@$(BIN)/python -m shared.devhost
+	@$(BIN)/python -m devtools.localhost
 
 lint: install
 	$(BIN)/ruff check .

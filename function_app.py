@@ -1,85 +1,90 @@
-"""The Azure Functions app (v2 programming model). Thin adapters only: all logic is in shared/."""
+"""The Azure Functions app (v2 programming model). Thin adapters only: each function serves an
+endpoint of shared/api/endpoints.py (route, methods and role stated there once) or hands its
+trigger to shared/triggers.py, with the process's services (shared/composition/)."""
 
 from __future__ import annotations
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from shared import backups, examples_pipeline
-from shared.api import chat, examples, feedback, jobs, openapi, ops, usage
+from shared import triggers
+from shared.api import endpoints as ep
+from shared.api import ops
+from shared.api.http import serve
+from shared.composition.process import get_services
 from shared.config import get_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
-@app.route(route="api/v1/chat/completions", methods=["POST"])
+@app.route(route=ep.CHAT.route, methods=ep.methods(ep.CHAT))
 async def chat_completions(req: Request) -> Response:
-    return await chat.chat_completions(req)
+    return await serve(req, get_services, ep.CHAT)
 
 
-@app.route(route="api/v1/route", methods=["POST"])
+@app.route(route=ep.ROUTE.route, methods=ep.methods(ep.ROUTE))
 async def route_decision(req: Request) -> Response:
-    return await chat.route(req)
+    return await serve(req, get_services, ep.ROUTE)
 
 
-@app.route(route="api/v1/models", methods=["GET"])
+@app.route(route=ep.MODELS.route, methods=ep.methods(ep.MODELS))
 async def list_models(req: Request) -> Response:
-    return await ops.models(req)
+    return await serve(req, get_services, ep.MODELS)
 
 
-@app.route(route="api/v1/health", methods=["GET"])
+@app.route(route=ep.HEALTH.route, methods=ep.methods(ep.HEALTH))
 async def health_detail(req: Request) -> Response:
-    return await ops.health(req)
+    return await serve(req, get_services, ep.HEALTH)
 
 
-@app.route(route="health/live", methods=["GET"])
+@app.route(route=ep.LIVE.route, methods=ep.methods(ep.LIVE))
 async def health_live(req: Request) -> Response:
     return await ops.live(req)
 
 
-@app.route(route="health/ready", methods=["GET"])
+@app.route(route=ep.READY.route, methods=ep.methods(ep.READY))
 async def health_ready(req: Request) -> Response:
-    return await ops.ready(req)
+    return await serve(req, get_services, ep.READY)
 
 
-@app.route(route="metrics", methods=["GET"])
+@app.route(route=ep.METRICS.route, methods=ep.methods(ep.METRICS))
 async def prometheus_metrics(req: Request) -> Response:
-    return await ops.metrics(req)
+    return await serve(req, get_services, ep.METRICS)
 
 
-@app.route(route="api/v1/openapi.json", methods=["GET"])
+@app.route(route=ep.OPENAPI.route, methods=ep.methods(ep.OPENAPI))
 async def openapi_document(req: Request) -> Response:
-    return await openapi.document(req, app)
+    return await serve(req, get_services, ep.OPENAPI)
 
 
-@app.route(route="api/v1/usage", methods=["GET"])
+@app.route(route=ep.USAGE.route, methods=ep.methods(ep.USAGE))
 async def usage_report(req: Request) -> Response:
-    return await usage.usage(req)
+    return await serve(req, get_services, ep.USAGE)
 
 
-@app.route(route="api/v1/feedback", methods=["POST"])
+@app.route(route=ep.FEEDBACK.route, methods=ep.methods(ep.FEEDBACK))
 async def post_feedback(req: Request) -> Response:
-    return await feedback.feedback(req)
+    return await serve(req, get_services, ep.FEEDBACK)
 
 
-@app.route(route="api/v1/jobs", methods=["POST"])
+@app.route(route=ep.JOBS_SUBMIT.route, methods=ep.methods(ep.JOBS_SUBMIT))
 async def submit_job(req: Request) -> Response:
-    return await jobs.submit(req)
+    return await serve(req, get_services, ep.JOBS_SUBMIT)
 
 
-@app.route(route="api/v1/jobs/{id}", methods=["GET"])
+@app.route(route=ep.JOBS_STATUS.route, methods=ep.methods(ep.JOBS_STATUS))
 async def get_job(req: Request) -> Response:
-    return await jobs.status(req)
+    return await serve(req, get_services, ep.JOBS_STATUS)
+
+
+@app.route(route=ep.EXAMPLES_LIST.route, methods=ep.methods(ep.EXAMPLES_LIST, ep.EXAMPLES_ADD))
+async def routing_examples(req: Request) -> Response:
+    return await serve(req, get_services, ep.EXAMPLES_LIST, ep.EXAMPLES_ADD)
 
 
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="%SERVICE_BUS_QUEUE%", connection="ServiceBusConnection")
 async def route_job_message(msg: func.ServiceBusMessage) -> None:
-    await jobs.process_message(msg)
-
-
-@app.route(route="api/v1/examples", methods=["GET", "POST"])
-async def routing_examples(req: Request) -> Response:
-    return await examples.examples(req)
+    await triggers.on_job_message(msg, await get_services())
 
 
 # run_on_startup comes from BACKUP_CHECK_RUN_ON_STARTUP (default false, as Azure advises for
@@ -90,9 +95,9 @@ async def routing_examples(req: Request) -> Response:
     run_on_startup=get_settings().backup_check_run_on_startup,
 )
 async def backup_check(timer: func.TimerRequest) -> None:
-    await backups.on_timer(timer.past_due)
+    await triggers.on_backup_timer(timer, await get_services())
 
 
 @app.timer_trigger(schedule="%FEEDBACK_EXAMPLES_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def feedback_to_examples(timer: func.TimerRequest) -> None:
-    await examples_pipeline.on_feedback_timer(timer.past_due)
+    await triggers.on_feedback_timer(timer, await get_services())

@@ -171,7 +171,7 @@ def bench_router(upstream_url: str, tmp: Path, d: Durations, want_profile: bool,
     catalog = write_catalog(tmp / "catalog.yaml", upstream_url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "shared.devhost", "--port", str(port)]
+    argv = [sys.executable, "-m", "devtools.localhost", "--port", str(port)]
     out: dict[str, Any] = {}
     pgdata = tmp / "pgdata"
     try:

@@ -50,11 +50,11 @@ import numpy as np
 import orjson
 import psutil
 
+from shared.composition.assemble import build_encoder
 from shared.config import PROJECT_DIR, Settings
-from shared.context import build_encoder
 from shared.encoders.base import Encoder
+from shared.examples.labelled import LabelledExample, read_labelled_csv
 from shared.index.local import APPROXIMATE_ABOVE, LocalIndex
-from shared.routing.examples import LabelledExample, read_labelled_csv
 from shared.routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 from . import wrk
@@ -331,7 +331,7 @@ def measure_route_http(
     }
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "shared.devhost", "--port", str(port)]
+    argv = [sys.executable, "-m", "devtools.localhost", "--port", str(port)]
     row: dict[str, Any] = {"n": n, "csv_rows": examples.rows, "distinct_examples": examples.distinct}
     try:
         t0 = time.perf_counter()

@@ -34,19 +34,19 @@ def _expand(patterns: list[str]) -> list[Path]:
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     from .auth.base import ANONYMOUS
-    from .context import AppContext
+    from .composition.assemble import assemble
     from .schemas import ChatCompletionRequest
 
     async def run() -> dict[str, Any]:
-        ctx = await AppContext.create(settings)
+        services = await assemble(settings)
         try:
             req = ChatCompletionRequest.model_validate(
                 {"model": args.model, "messages": [{"role": "user", "content": args.prompt}]}
             )
-            decision = await ctx.service.decide(req, ANONYMOUS)
+            decision = await services.chat.decide(req, ANONYMOUS)
             return decision.public()
         finally:
-            await ctx.close()
+            await services.close()
 
     _print(asyncio.run(run()))
     return 0
@@ -165,7 +165,8 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         url = secret_value(settings.database_url)
         target = "DATABASE_URL"
         if url is None:
-            from .embedded import start_embedded_postgres
+            # the embedded server is a development tool (requirements-local.txt), not the container's
+            from devtools.embedded import start_embedded_postgres
 
             url = await asyncio.to_thread(start_embedded_postgres, settings.embedded_data_dir)
             target = f"embedded ({settings.embedded_data_dir})"
@@ -183,7 +184,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_encoder_fit(args: argparse.Namespace, settings: Settings) -> int:
     from .encoders.tfidf_svd import TfidfSvdEncoder
-    from .routing.examples import read_labelled_csv
+    from .examples.labelled import read_labelled_csv
 
     texts = [ex.content for ex in read_labelled_csv(Path(args.examples))]
     encoder = TfidfSvdEncoder.fit(texts, dim=args.dim)
@@ -194,7 +195,7 @@ def cmd_encoder_fit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _weaviate_index(settings: Settings) -> Any:
-    from .context import build_encoder
+    from .composition.assemble import build_encoder
     from .index.weaviate import WeaviateIndex
 
     if not settings.weaviate_url:
@@ -217,7 +218,7 @@ def _rename_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_examples(args: argparse.Namespace, settings: Settings) -> int:
-    from .examples_pipeline import export_csv, import_csv
+    from .examples.transfer import export_csv, import_csv
 
     encoder, index = _weaviate_index(settings)
 
@@ -249,15 +250,15 @@ def cmd_examples(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_backup_check(args: argparse.Namespace, settings: Settings) -> int:
     from .backups import run_backup_check
-    from .bootstrap import build_context
+    from .composition.backends import build_services
 
     async def run() -> dict[str, Any] | None:
-        ctx = await build_context(settings)
+        services = await build_services(settings)
         try:
-            check = await run_backup_check(ctx)
+            check = await run_backup_check(services.backups)
             return check.public() if check is not None else None
         finally:
-            await ctx.close()
+            await services.close()
 
     result = asyncio.run(run())
     if result is None:

@@ -1,4 +1,4 @@
-"""Typed errors. Each one carries its HTTP status and OpenAI error type; http_api.py maps them.
+"""Typed errors. Each one carries its HTTP status and OpenAI error type; shared/api/http.py maps them.
 
 Provider errors are normalised into the UpstreamError family so that retries, fallback and the
 Service Bus trigger can decide from the type alone whether a failure is transient.
@@ -75,6 +75,15 @@ class NotFound(RouterError):
     status = 404
     type = "invalid_request_error"
     code = "not_found"
+
+
+class MethodNotAllowed(RouterError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message, headers={"Allow": ", ".join(allowed)})
 
 
 class AuthenticationFailed(RouterError):

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from .encoders.base import Encoder
+from .examples.labelled import LabelledExample, read_labelled_csv
 from .index.local import LocalIndex
-from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 STEPS = 101

@@ -1,32 +1,24 @@
 """Health of every dependency, for /api/v1/health (detailed, Ops) and /health/ready (anonymous).
 
-A probe is a coroutine returning a DependencyStatus; backends register theirs in
-`ctx.extras["health_probes"]` (name -> probe) when bootstrap wires them.
+A probe is a coroutine returning a DependencyStatus (shared/probe.py); the composition root
+gathers one per dependency into a HealthChecks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from .cache.base import KeyValueCache
+from .catalog import Catalog
+from .index.base import ExampleIndex
 from .metrics import DEPENDENCY_UP
+from .probe import DependencyStatus, Probe
+from .providers.registry import ProviderRegistry
 
-if TYPE_CHECKING:
-    from .context import AppContext
-
-
-@dataclass
-class DependencyStatus:
-    status: str  # up | down | degraded | disabled
-    latency_ms: float | None = None
-    detail: str = ""
-    critical: bool = False  # down here means the router cannot serve at all
-
-
-Probe = Callable[[], Awaitable[DependencyStatus]]
 PROBE_TIMEOUT_S = 2.0
 
 
@@ -40,43 +32,38 @@ async def _timed(probe: Probe) -> DependencyStatus:
         return DependencyStatus("down", round((time.perf_counter() - t0) * 1000, 2), type(exc).__name__)
 
 
-def _probes(ctx: AppContext) -> dict[str, Probe]:
-    async def index() -> DependencyStatus:
-        h = await ctx.index.health()
-        return DependencyStatus("up" if h.ok else "down", h.latency_ms, f"{ctx.index.kind}: {h.detail}")
+def index_probe(index: ExampleIndex) -> Probe:
+    async def probe() -> DependencyStatus:
+        h = await index.health()
+        return DependencyStatus("up" if h.ok else "down", h.latency_ms, f"{index.kind}: {h.detail}")
 
-    async def cache() -> DependencyStatus:
-        if ctx.cache is None:
+    return probe
+
+
+def cache_probe(cache: KeyValueCache | None) -> Probe:
+    async def probe() -> DependencyStatus:
+        if cache is None:
             return DependencyStatus("disabled", detail="cache disabled")
-        ms = await ctx.cache.ping()
-        return DependencyStatus("up", round(ms, 2), ctx.cache.kind)
+        ms = await cache.ping()
+        return DependencyStatus("up", round(ms, 2), cache.kind)
 
-    async def providers() -> DependencyStatus:
+    return probe
+
+
+def providers_probe(catalog: Catalog, providers: ProviderRegistry) -> Probe:
+    async def probe() -> DependencyStatus:
         missing = []
-        for m in ctx.catalog.enabled():
+        for m in catalog.enabled():
             try:
-                ctx.providers.for_model(m)
+                providers.for_model(m)
             except Exception as exc:
                 missing.append(f"{m.id}: {getattr(exc, 'message', type(exc).__name__)}")
+        enabled = len(catalog.enabled())
         if not missing:
-            return DependencyStatus("up", 0.0, f"{len(ctx.catalog.enabled())} models configured")
-        enabled = len(ctx.catalog.enabled())
-        status = "down" if len(missing) == enabled else "degraded"
-        return DependencyStatus(status, 0.0, "; ".join(missing))
+            return DependencyStatus("up", 0.0, f"{enabled} models configured")
+        return DependencyStatus("down" if len(missing) == enabled else "degraded", 0.0, "; ".join(missing))
 
-    probes: dict[str, Probe] = {"index": index, "cache": cache, "providers": providers}
-    probes.update(ctx.extras.get("health_probes", {}))
-    return probes
-
-
-async def check_all(ctx: AppContext) -> dict[str, DependencyStatus]:
-    probes = _probes(ctx)
-    results = await asyncio.gather(*(_timed(p) for p in probes.values()))
-    out = dict(zip(probes.keys(), results, strict=True))
-    for name, st in out.items():
-        if st.status != "disabled":
-            DEPENDENCY_UP.labels(name).set(1 if st.status == "up" else 0)
-    return out
+    return probe
 
 
 def overall(statuses: dict[str, DependencyStatus]) -> str:
@@ -87,24 +74,37 @@ def overall(statuses: dict[str, DependencyStatus]) -> str:
     return "ok"
 
 
-async def health_report(ctx: AppContext) -> dict[str, Any]:
-    statuses = await check_all(ctx)
-    report: dict[str, Any] = {
-        "status": overall(statuses),
-        "uptime_s": round(time.time() - ctx.started_at, 1),
-        "dependencies": {k: asdict(v) for k, v in statuses.items()},
-    }
-    extra = ctx.extras.get("health_details")
-    if extra is not None:
-        report.update(await extra())
-    return report
+Details = Callable[[], Awaitable[dict[str, Any]]]
 
 
-async def readiness(ctx: AppContext) -> tuple[str, list[str]]:
-    statuses = await check_all(ctx)
-    problems = [f"{name}: {st.status}" for name, st in statuses.items() if st.status in ("down", "degraded")]
-    problems += list(ctx.extras.get("config_problems", []))
-    status = overall(statuses)
-    if ctx.extras.get("config_problems"):
-        status = "down"
-    return status, problems
+@dataclass(frozen=True)
+class HealthChecks:
+    probes: Mapping[str, Probe]
+    details: Details | None = None  # extra sections of the detailed report (the backup check)
+    config_problems: tuple[str, ...] = ()  # settings that keep the router from serving
+    started_at: float = field(default_factory=time.time)
+
+    async def check_all(self) -> dict[str, DependencyStatus]:
+        results = await asyncio.gather(*(_timed(p) for p in self.probes.values()))
+        out = dict(zip(self.probes.keys(), results, strict=True))
+        for name, st in out.items():
+            if st.status != "disabled":
+                DEPENDENCY_UP.labels(name).set(1 if st.status == "up" else 0)
+        return out
+
+    async def report(self) -> dict[str, Any]:
+        statuses = await self.check_all()
+        report: dict[str, Any] = {
+            "status": overall(statuses),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "dependencies": {k: asdict(v) for k, v in statuses.items()},
+        }
+        if self.details is not None:
+            report.update(await self.details())
+        return report
+
+    async def readiness(self) -> tuple[str, list[str]]:
+        statuses = await self.check_all()
+        problems = [f"{name}: {st.status}" for name, st in statuses.items() if st.status in ("down", "degraded")]
+        problems += list(self.config_problems)
+        return ("down" if self.config_problems else overall(statuses)), problems

@@ -11,8 +11,10 @@ import httpx
 import pytest
 
 from shared.catalog import Catalog, ModelSpec
+from shared.composition.assemble import Parts, assemble, build_encoder, build_local_index
+from shared.composition.process import set_services
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext, build_encoder, build_local_index, set_context
 from shared.encoders.base import Encoder
 from shared.index.local import LocalIndex
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -109,46 +111,54 @@ def starter_index() -> tuple[Encoder, LocalIndex, dict[str, float]]:
     return encoder, index, priors
 
 
-ContextFactory = Callable[..., Awaitable[AppContext]]
+ContextFactory = Callable[..., Awaitable[Services]]
 
 
 @pytest.fixture
 async def make_context(
     settings: Settings, catalog: Catalog, starter_index: tuple[Encoder, LocalIndex, dict[str, float]]
 ) -> AsyncIterator[ContextFactory]:
-    """Build an AppContext from real components and install it as the process context."""
-    made: list[AppContext] = []
+    """Assemble Services from real components (the fields of composition.Parts; `cache=None`
+    means no cache) and install them as the process's services."""
+    made: list[tuple[Services, bool]] = []
 
-    async def factory(**overrides: Any) -> AppContext:
+    async def factory(**overrides: Any) -> Services:
+        """`parts=` starts from Parts a production wire_* function filled."""
         encoder, index, priors = starter_index
         s = overrides.pop("settings", settings)
-        overrides.setdefault("catalog", catalog)
-        overrides.setdefault("encoder", encoder)
-        overrides.setdefault("index", index)
-        overrides.setdefault("priors", priors)
-        ctx = await AppContext.create(s, **overrides)
-        made.append(ctx)
-        set_context(ctx)
-        return ctx
+        parts: Parts = overrides.pop("parts", None) or Parts()
+        if "cache" in overrides and overrides["cache"] is None:
+            overrides.pop("cache")
+            overrides["without_cache"] = True
+        for name, value in overrides.items():
+            setattr(parts, name, value)
+        shared_index = parts.index is None
+        parts.catalog = parts.catalog or catalog
+        parts.encoder = parts.encoder or encoder
+        if parts.index is None:
+            parts.index, parts.priors = index, priors
+        services = await assemble(s, parts)
+        made.append((services, shared_index))
+        set_services(services)
+        return services
 
     yield factory
-    set_context(None)
-    for ctx in made:
+    set_services(None)
+    for services, shared_index in made:
         # the session index is shared: do not close it
-        ctx.index = LocalIndex(1)
-        await ctx.close()
+        await services.close(close_index=not shared_index)
 
 
 @pytest.fixture
-async def ctx(make_context: ContextFactory) -> AppContext:
+async def ctx(make_context: ContextFactory) -> Services:
     return await make_context()
 
 
 @pytest.fixture
-async def client(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+async def client(ctx: Services) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client speaking to function_app.app through the local host's ASGI app."""
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
     from shared.queue.local import LocalBus
 
     app = build_app(function_app.app, bus=LocalBus(), timers=False)

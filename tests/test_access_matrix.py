@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 import function_app
+from devtools.localhost import index_functions
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.config import Settings
-from shared.devhost import index_functions
 from tests.plugins.auth_tokens import asgi_client, bearer
 
 ANONYMOUS = None

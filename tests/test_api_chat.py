@@ -6,8 +6,8 @@ import httpx
 import orjson
 import pytest
 
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI, count_tokens
 
@@ -28,7 +28,7 @@ def sse_events(text: str) -> list[object]:
 
 
 async def test_chat_completion_routes_calls_and_answers(
-    client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: AppContext
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: Services
 ) -> None:
     r = await client.post(CHAT, json=body(temperature=0.2, max_tokens=50, seed=None))
     assert r.status_code == 200, r.text
@@ -75,7 +75,7 @@ async def test_explicit_model_and_routing_extension(client: httpx.AsyncClient, f
     assert r.headers["x-router-model"] == "big"
 
 
-async def test_streaming_sse_with_usage(client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: AppContext) -> None:
+async def test_streaming_sse_with_usage(client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: Services) -> None:
     r = await client.post(CHAT, json=body(model="small", stream=True, stream_options={"include_usage": True}))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -93,7 +93,7 @@ async def test_streaming_sse_with_usage(client: httpx.AsyncClient, fake_openai: 
 
 
 async def test_stream_without_include_usage_hides_the_usage_chunk(
-    client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: AppContext
+    client: httpx.AsyncClient, fake_openai: FakeOpenAI, ctx: Services
 ) -> None:
     r = await client.post(CHAT, json=body(model="small", stream=True))
     chunks = [e for e in sse_events(r.text) if isinstance(e, dict)]
@@ -129,7 +129,7 @@ async def test_route_shows_excluded_candidates_with_reasons(client: httpx.AsyncC
     assert excluded[0]["model"] == "big" and excluded[0]["reason"] == "in routing.exclude_models"
 
 
-async def test_models_lists_catalog_with_live_state(client: httpx.AsyncClient, ctx: AppContext) -> None:
+async def test_models_lists_catalog_with_live_state(client: httpx.AsyncClient, ctx: Services) -> None:
     for _ in range(5):
         await ctx.circuit.record_failure("big")
     r = await client.get("/api/v1/models")

@@ -358,10 +358,10 @@ def test_development_allows_auth_disabled() -> None:
 
 
 async def test_production_bootstrap_refuses_to_start(tmp_path: Any) -> None:
-    from shared.bootstrap import build_context
+    from shared.composition.backends import build_services
 
     settings = Settings(
         environment="production", auth_enabled=False, embedded_data_dir=tmp_path, database_enabled=False
     )
     with pytest.raises(InsecureConfiguration):
-        await build_context(settings)
+        await build_services(settings)

@@ -17,9 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import REGISTRY
 
-from shared.backups import BackupCheck, BackupChecker, MemoryBackupCheckStore, health_details
+from shared.backups import BackupChecker, health_details
 from shared.config import Settings
 from shared.index.weaviate import build_client
+from shared.store.backup_checks import BackupCheck, MemoryBackupCheckStore
 from shared.telemetry import JsonFormatter
 from tests.fakes.weaviate import FakeWeaviate
 
@@ -226,7 +227,7 @@ async def test_health_shows_the_last_check(make_context: Any, client: Any, check
     assert (await details())["backup"]["status"] == "unknown"
     check = await checker.run()
     ctx = await make_context(health_details=details)
-    assert ctx.extras["health_details"] is details
+    assert ctx.health.details is details
     r = await client.get("/api/v1/health")
     body = r.json()
     assert body["backup"]["status"] == "failing"

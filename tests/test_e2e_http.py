@@ -10,7 +10,7 @@ import openai
 import orjson
 import pytest
 
-from shared.context import AppContext
+from shared.composition.services import Services
 from shared.queue.local import LocalBus
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI, count_tokens
@@ -19,9 +19,9 @@ from tests.requests import http_request, user_function
 
 
 @pytest.fixture
-async def router_url(ctx: AppContext) -> AsyncIterator[str]:
+async def router_url(ctx: Services) -> AsyncIterator[str]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     server = ServerThread(build_app(function_app.app, bus=LocalBus(), timers=False)).start()
     try:
@@ -84,7 +84,7 @@ async def test_real_http_streaming_and_headers(router_url: str, fake_openai: Fak
         assert (await http.get("/health/live")).json() == {"status": "ok"}
 
 
-async def test_decorated_functions_called_directly(ctx: AppContext, fake_openai: FakeOpenAI) -> None:
+async def test_decorated_functions_called_directly(ctx: Services, fake_openai: FakeOpenAI) -> None:
     chat = user_function("chat_completions")
     resp = await chat(
         http_request("POST", "/api/v1/chat/completions", {"messages": [{"role": "user", "content": "hi there"}]})

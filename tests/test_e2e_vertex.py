@@ -40,7 +40,7 @@ def gemini(id_: str, tier: str, price_in: float, price_out: float) -> ModelSpec:
 @pytest.fixture
 async def router_url(make_context: ContextFactory, settings: Settings, vertex: FakeVertex) -> AsyncIterator[str]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     vertex.reset()
     s = settings.model_copy(

@@ -11,22 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.backups import BackupCheck, PostgresBackupCheckStore
 from shared.cache.memory import MemoryCache
 from shared.config import Settings
-from shared.examples_pipeline import (
-    FeedbackExamples,
-    FeedbackRow,
-    MemoryFeedbackSource,
-    PostgresFeedbackSource,
-    PromptStore,
-    export_csv,
-    prompt_text_allowed,
-)
+from shared.examples.feedback_loop import FeedbackExamples
+from shared.examples.labelled import example_id
+from shared.examples.prompt_store import PromptStore, prompt_text_allowed
+from shared.examples.transfer import export_csv
 from shared.index.base import IndexUnavailable
 from shared.index.local import LocalIndex
-from shared.routing.examples import example_id
+from shared.store.backup_checks import BackupCheck, PostgresBackupCheckStore
 from shared.store.db import Database
+from shared.store.feedback import FeedbackRow, MemoryFeedbackSource, PostgresFeedbackSource
 from tests.fakes.weaviate import FakeWeaviate
 from tests.plugins.auth_tokens import bearer
 

@@ -36,7 +36,7 @@ async def host(
     redis_control: RedisControl,
 ) -> AsyncIterator[tuple[str, PostgresRequestLog]]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
     from shared.queue.local import LocalBus
 
     s = settings.model_copy(update={"upstream_read_timeout_s": 5.0, "request_deadline_s": 30.0})
@@ -44,7 +44,7 @@ async def host(
     cache = RedisCache(redis_control.url)
     circuit = RedisCircuitBreaker(cache.client, CircuitPolicy(failure_threshold=5, window_s=10, cooldown_s=1.0))
     await make_context(
-        settings=s, request_log=writer, cache=cache, circuit=circuit, health_probes={"postgres": database.probe}
+        settings=s, request_log=writer, cache=cache, circuit=circuit, probes={"postgres": database.probe}
     )
     port = free_port()
     # served from this event loop: the psycopg pool belongs to the loop that created it

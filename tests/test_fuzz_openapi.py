@@ -18,14 +18,14 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import function_app
+from devtools.localhost import build_app
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.auth.service_tokens import ServiceTokens
 from shared.catalog import Catalog
+from shared.composition.assemble import Parts, assemble
+from shared.composition.process import set_services
 from shared.config import Settings
-from shared.context import AppContext, set_context
-from shared.devhost import build_app
-from shared.index.local import LocalIndex
 from shared.queue.local import LocalBus
 from tests.conftest import local_models
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -60,21 +60,22 @@ def host(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        ctx = await AppContext.create(
+        ctx = await assemble(
             s,
-            catalog=Catalog(local_models(upstream), {}),
-            encoder=encoder,
-            index=index,
-            priors=priors,
-            authenticator=BearerAuthenticator(service_tokens),
+            Parts(
+                catalog=Catalog(local_models(upstream), {}),
+                encoder=encoder,
+                index=index,
+                priors=priors,
+                authenticator=BearerAuthenticator(service_tokens),
+            ),
         )
-        set_context(ctx)
+        set_services(ctx)
         try:
             yield
         finally:
-            set_context(None)
-            ctx.index = LocalIndex(1)  # the session index is shared: do not close it
-            await ctx.close()
+            set_services(None)
+            await ctx.close(close_index=False)  # the session index is shared: do not close it
 
     app = Starlette(routes=[Mount("/", app=inner)], lifespan=lifespan)
     with ServerThread(app) as server:
@@ -91,7 +92,7 @@ def operations(schema: Any) -> list[Any]:
 
 
 def test_document_covers_every_http_route(host: str) -> None:
-    from shared.devhost import index_functions
+    from devtools.localhost import index_functions
 
     doc = httpx.get(f"{host}/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.1")

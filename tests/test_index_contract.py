@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shared.examples.labelled import LabelledExample
 from shared.index.base import ExampleIndex
 from shared.index.local import LocalIndex
-from shared.routing.examples import LabelledExample
 
 DIM = 16
 

@@ -465,7 +465,7 @@ def test_every_binding_setting_is_an_app_setting() -> None:
     import re
 
     import function_app
-    from shared.devhost import index_functions
+    from devtools.localhost import index_functions
 
     idx = index_functions(function_app.app)
     source = (ROOT / "function_app.py").read_text()

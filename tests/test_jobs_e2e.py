@@ -16,13 +16,13 @@ import orjson
 import pytest
 import uvicorn
 
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
-from shared.jobs import JobService
+from shared.jobs.service import JobService
 from shared.queue.local import LocalBus
 from shared.store.base import MemoryRequestLog
 from shared.store.db import Database
-from shared.store.jobs import FINAL_STATUSES, MemoryJobStore, PostgresJobStore
+from shared.store.job_store import FINAL_STATUSES, MemoryJobStore, PostgresJobStore
 from shared.store.request_log import PostgresRequestLog
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -34,14 +34,14 @@ MAX_DELIVERIES = 4
 @dataclass
 class JobsHost:
     url: str
-    ctx: AppContext
+    ctx: Services
     bus: LocalBus
 
 
 @pytest.fixture
 async def jobs_host(make_context: ContextFactory, settings: Settings) -> AsyncIterator[JobsHost]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     s = settings.model_copy(
         update={"max_attempts_per_model": 1, "service_bus_max_delivery_count": MAX_DELIVERIES, "request_deadline_s": 20}
@@ -49,7 +49,7 @@ async def jobs_host(make_context: ContextFactory, settings: Settings) -> AsyncIt
     bus = LocalBus(max_delivery_count=MAX_DELIVERIES, redelivery_delay_s=0.01)
     service = JobService(s, MemoryJobStore(), bus)
     bus.on_dead_letter(service.on_local_dead_letter)
-    ctx = await make_context(settings=s, job_service=service)
+    ctx = await make_context(settings=s, jobs=service)
     server = ServerThread(build_app(function_app.app, bus=bus, timers=False)).start()
     try:
         yield JobsHost(server.url, ctx, bus)
@@ -82,7 +82,7 @@ async def wait_final(http: httpx.AsyncClient, job_ids: list[str], timeout_s: flo
     return done
 
 
-def log_rows(ctx: AppContext, job_id: str) -> list[Any]:
+def log_rows(ctx: Services, job_id: str) -> list[Any]:
     assert isinstance(ctx.request_log, MemoryRequestLog)
     return [r for r in ctx.request_log.rows if r.id.split(".")[0] == job_id]
 
@@ -139,7 +139,7 @@ async def pg_jobs_host(make_context: ContextFactory, settings: Settings, pg_url:
     """The production combination: jobs and the request log in PostgreSQL. uvicorn serves the local
     host on a loopback port from THIS event loop, because the psycopg pool belongs to one loop."""
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     s = settings.model_copy(update={"service_bus_max_delivery_count": MAX_DELIVERIES, "request_deadline_s": 20})
     db = Database(pg_url, max_size=10)
@@ -149,7 +149,7 @@ async def pg_jobs_host(make_context: ContextFactory, settings: Settings, pg_url:
     service = JobService(s, PostgresJobStore(db), bus)
     bus.on_dead_letter(service.on_local_dead_letter)
     writer = PostgresRequestLog(db, flush_interval_s=0.05)
-    ctx = await make_context(settings=s, job_service=service, request_log=writer)
+    ctx = await make_context(settings=s, jobs=service, request_log=writer)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -14,14 +14,14 @@ import pytest
 from azure.functions.servicebus import ServiceBusMessage
 
 from shared.auth.base import ANONYMOUS, Principal
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
 from shared.errors import InvalidRequest, NotFound, UpstreamError
-from shared.jobs import JobService
+from shared.jobs.service import JobService
 from shared.queue.local import Delivery, LocalBus
 from shared.store.base import MemoryRequestLog
 from shared.store.db import Database
-from shared.store.jobs import JobStore, MemoryJobStore, PostgresJobStore
+from shared.store.job_store import JobStore, MemoryJobStore, PostgresJobStore
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.requests import http_request, user_function
@@ -67,7 +67,7 @@ def from_delivery(d: Delivery, delivery_count: int = 1) -> ServiceBusMessage:
     )
 
 
-def job_rows(ctx: AppContext, job_id: str) -> list[Any]:
+def job_rows(ctx: Services, job_id: str) -> list[Any]:
     assert isinstance(ctx.request_log, MemoryRequestLog)
     return [r for r in ctx.request_log.rows if r.id.startswith(job_id)]
 
@@ -84,7 +84,7 @@ def bus() -> LocalBus:
 @pytest.fixture(params=["memory", "postgres"])
 async def jobs_ctx(
     request: pytest.FixtureRequest, make_context: ContextFactory, settings: Settings, bus: LocalBus
-) -> AsyncIterator[AppContext]:
+) -> AsyncIterator[Services]:
     """Every trigger test runs on both job stores: in memory, and in PostgreSQL (pg_url)."""
     s = settings.model_copy(update={"max_attempts_per_model": 1, "service_bus_max_delivery_count": 3})
     db: Database | None = None
@@ -95,20 +95,20 @@ async def jobs_ctx(
         await db.migrate()
         store = PostgresJobStore(db)
     try:
-        yield await make_context(settings=s, job_service=JobService(s, store, bus))
+        yield await make_context(settings=s, jobs=JobService(s, store, bus))
     finally:
         if db is not None:
             await db.close()
 
 
-def service_of(ctx: AppContext) -> JobService:
-    svc = ctx.extras["job_service"]
+def service_of(ctx: Services) -> JobService:
+    svc = ctx.jobs
     assert isinstance(svc, JobService)
     return svc
 
 
 async def test_a_submitted_job_succeeds_with_its_message_properties(
-    jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI
+    jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI
 ) -> None:
     svc = service_of(jobs_ctx)
     job = await svc.submit(orjson.dumps(chat_body("job one please", metadata={"batch": 7})), ANONYMOUS)
@@ -131,7 +131,7 @@ async def test_a_submitted_job_succeeds_with_its_message_properties(
     assert len(fake_openai.calls("small-upstream")) == 1
 
 
-async def test_a_duplicate_delivery_runs_once(jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI) -> None:
+async def test_a_duplicate_delivery_runs_once(jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI) -> None:
     svc = service_of(jobs_ctx)
     job = await svc.submit(orjson.dumps(chat_body("duplicate me")), ANONYMOUS)
     [sent] = bus.sent[QUEUE]
@@ -146,7 +146,7 @@ async def test_a_duplicate_delivery_runs_once(jobs_ctx: AppContext, bus: LocalBu
 
 
 async def test_a_transient_failure_raises_then_succeeds_on_redelivery(
-    jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI
+    jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI
 ) -> None:
     svc = service_of(jobs_ctx)
     job = await svc.submit(orjson.dumps(chat_body("flaky upstream")), ANONYMOUS)
@@ -167,7 +167,7 @@ async def test_a_transient_failure_raises_then_succeeds_on_redelivery(
 
 
 async def test_the_last_transient_failure_dead_letters_the_job(
-    jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI
+    jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI
 ) -> None:
     svc = service_of(jobs_ctx)
     job = await svc.submit(orjson.dumps(chat_body("always down")), ANONYMOUS)
@@ -195,7 +195,7 @@ async def test_the_last_transient_failure_dead_letters_the_job(
     ],
 )
 async def test_a_poison_message_is_recorded_as_failed_and_not_raised(
-    jobs_ctx: AppContext, fake_openai: FakeOpenAI, body: bytes, code: str
+    jobs_ctx: Services, fake_openai: FakeOpenAI, body: bytes, code: str
 ) -> None:
     svc = service_of(jobs_ctx)
     message_id = str(uuid.uuid4())
@@ -209,7 +209,7 @@ async def test_a_poison_message_is_recorded_as_failed_and_not_raised(
 
 
 async def test_a_permanent_routing_failure_completes_without_retry(
-    jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI
+    jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI
 ) -> None:
     svc = service_of(jobs_ctx)
     job = await svc.submit(orjson.dumps(chat_body("who are you", model="no-such-model")), ANONYMOUS)
@@ -222,7 +222,7 @@ async def test_a_permanent_routing_failure_completes_without_retry(
 
 
 async def test_a_message_from_an_outside_producer_creates_its_job(
-    jobs_ctx: AppContext, bus: LocalBus, fake_openai: FakeOpenAI
+    jobs_ctx: Services, bus: LocalBus, fake_openai: FakeOpenAI
 ) -> None:
     svc = service_of(jobs_ctx)
     msg = sb_message(
@@ -247,7 +247,7 @@ async def test_a_message_from_an_outside_producer_creates_its_job(
         await svc.get(job.id, ANONYMOUS)
 
 
-async def test_http_submit_validates_like_chat_completions(jobs_ctx: AppContext, bus: LocalBus) -> None:
+async def test_http_submit_validates_like_chat_completions(jobs_ctx: Services, bus: LocalBus) -> None:
     submit, get = user_function("submit_job"), user_function("get_job")
     ok = await submit(http_request("POST", "/api/v1/jobs", chat_body("queue this", reply_to="my-replies")))
     assert ok.status_code == 202
@@ -280,15 +280,15 @@ async def test_http_submit_validates_like_chat_completions(jobs_ctx: AppContext,
         assert missing.status_code == 404 and orjson.loads(missing.body)["error"]["code"] == "not_found"
 
 
-async def test_submit_refuses_a_stream_request_before_queueing(jobs_ctx: AppContext, bus: LocalBus) -> None:
+async def test_submit_refuses_a_stream_request_before_queueing(jobs_ctx: Services, bus: LocalBus) -> None:
     with pytest.raises(InvalidRequest) as err:
         await service_of(jobs_ctx).submit(orjson.dumps(chat_body("s", stream=True)), ANONYMOUS)
     assert err.value.code == "stream_not_supported"
     assert bus.sent == {}
 
 
-async def test_state_transitions_are_atomic_and_final_states_stick(jobs_ctx: AppContext) -> None:
-    from shared.store.jobs import Job
+async def test_state_transitions_are_atomic_and_final_states_stick(jobs_ctx: Services) -> None:
+    from shared.store.job_store import Job
 
     store = service_of(jobs_ctx).store
     job_id = str(uuid.uuid4())

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from shared import bootstrap
 from shared.auth.authenticator import BearerAuthenticator
+from shared.composition.assemble import Parts
+from shared.composition.backends import wire_auth
 from shared.config import Settings
 from shared.keyvault import SECRET_SETTINGS, load_secrets, unresolved_references
 from tests.fakes.keyvault import ACCESS_TOKEN, FakeKeyVault, StaticTokenCredential, TlsServerThread, self_signed_cert
@@ -117,11 +118,10 @@ async def test_unresolved_reference_fails_readiness_naming_the_setting(
     s = settings.model_copy(
         update={"auth_enabled": True, "jwt_secret": SecretStr(jwt_secret), "weaviate_api_key": SecretStr(ref)}
     )
-    parts: dict[str, Any] = {}
-    closers: list[Any] = []
-    await bootstrap.wire_auth(s, parts, closers)
-    assert isinstance(parts["authenticator"], BearerAuthenticator)
-    await make_context(settings=s, **parts)
+    parts = Parts()
+    await wire_auth(s, parts)
+    assert isinstance(parts.authenticator, BearerAuthenticator)
+    await make_context(settings=s, parts=parts)
     async with asgi_client() as client:
         r = await client.get("/health/ready")
     assert r.status_code == 503
@@ -129,8 +129,6 @@ async def test_unresolved_reference_fails_readiness_naming_the_setting(
     assert body["status"] == "down"
     assert any(p.startswith("WEAVIATE_API_KEY:") for p in body["problems"])
     assert "kv-router" not in r.text and "abc123" not in r.text and "SecretUri" not in r.text
-    for close in closers:
-        await close()
 
 
 # --- Vertex AI credentials from the vault, in memory -------------------------------------------

@@ -30,9 +30,9 @@ from shared.cache.redis import RedisCache
 from shared.circuit.base import CircuitPolicy
 from shared.circuit.redis import RedisCircuitBreaker
 from shared.config import Settings
-from shared.jobs import JobService
+from shared.jobs.service import JobService
 from shared.queue.local import LocalBus
-from shared.store.jobs import MemoryJobStore
+from shared.store.job_store import MemoryJobStore
 from shared.telemetry import JsonFormatter, configure_tracing
 from tests.conftest import ROOT, ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -213,10 +213,10 @@ async def jobs_client(
     make_context: ContextFactory, settings: Settings
 ) -> AsyncIterator[tuple[httpx.AsyncClient, LocalBus]]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     bus = LocalBus(redelivery_delay_s=0.01)
-    await make_context(job_service=JobService(settings, MemoryJobStore(), bus))
+    await make_context(jobs=JobService(settings, MemoryJobStore(), bus))
     app = build_app(function_app.app, bus=bus, timers=False)
     bus.start()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://router.test") as c:

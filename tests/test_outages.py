@@ -49,7 +49,7 @@ async def test_postgres_outage_loses_and_doubles_nothing(
 ) -> None:
     pg_control.require_stoppable()
     writer = PostgresRequestLog(database, batch_size=4, flush_interval_s=0.05, retry_initial_s=0.1, retry_max_s=1.0)
-    await make_context(request_log=writer, health_probes={"postgres": database.probe})
+    await make_context(request_log=writer, probes={"postgres": database.probe})
     tag = uuid.uuid4().hex
     ids = await served(client, 6, f"{tag} before")
     try:
@@ -131,18 +131,20 @@ async def test_the_app_starts_and_serves_with_postgres_down_at_start(
 ) -> None:
     from pydantic import SecretStr
 
-    from shared.bootstrap import wire_store
+    from shared.composition.assemble import Parts
+    from shared.composition.backends import wire_store
 
     down = settings.model_copy(
         update={"database_enabled": True, "database_url": SecretStr("postgresql://postgres@127.0.0.1:1/postgres")}
     )
-    parts: dict[str, Any] = {}
-    closers: list[Any] = []
-    await wire_store(down, parts, closers)
-    writer = parts["request_log"]
+    parts = Parts()
+    db = await wire_store(down, parts)
+    closers = list(parts.closers)
+    parts.closers = []
+    writer = parts.request_log
     assert isinstance(writer, PostgresRequestLog)
-    assert {"db", "usage_store", "feedback_store"} <= set(parts)
-    await make_context(settings=down, **parts)
+    assert db is not None and parts.usage is not None and parts.feedback is not None
+    await make_context(settings=down, parts=parts)
     try:
         ids = await served(client, 3, uuid.uuid4().hex)
         assert all(writer.pending(i) is not None for i in ids)  # waiting for Postgres, not lost
@@ -163,27 +165,31 @@ async def test_wiring_with_a_reachable_postgres_and_redis(
 ) -> None:
     from pydantic import SecretStr
 
-    from shared.bootstrap import wire_cache, wire_store
+    from shared.composition.assemble import Parts
+    from shared.composition.backends import wire_cache, wire_store
 
     up = settings.model_copy(
         update={"database_enabled": True, "database_url": SecretStr(pg_url), "redis_url": SecretStr(redis_url)}
     )
-    parts: dict[str, Any] = {}
-    closers: list[Any] = []
-    await wire_store(up, parts, closers)
-    await wire_cache(up, parts, closers)
-    assert isinstance(parts["cache"], RedisCache)
-    assert parts["db"].schema_ready
-    await make_context(settings=up, **parts)
+    parts = Parts()
+    db = await wire_store(up, parts)
+    await wire_cache(up, parts)
+    closers = list(parts.closers)
+    parts.closers = []
+    assert isinstance(parts.cache, RedisCache)
+    assert db is not None and db.schema_ready
+    writer = parts.request_log
+    assert writer is not None
+    await make_context(settings=up, parts=parts)
     try:
         ids = await served(client, 2, uuid.uuid4().hex)
         ready = await readiness(client)
         assert ready["status"] == "ok", ready
         usage = await client.get("/api/v1/usage", params={"group_by": "tenant"})
         assert usage.status_code == 200
-        assert ids[0] in {r[0] for r in await _ids_in_log(parts["db"], ids)}
+        assert ids[0] in {r[0] for r in await _ids_in_log(db, ids)}
     finally:
-        await parts["request_log"].close()
+        await writer.close()
         for close in reversed(closers):
             await close()
 

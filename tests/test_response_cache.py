@@ -13,7 +13,7 @@ import pytest
 from shared.cache.base import KeyValueCache
 from shared.cache.memory import MemoryCache
 from shared.cache.redis import RedisCache
-from shared.context import AppContext
+from shared.composition.services import Services
 from tests.fakes.openai_upstream import FakeOpenAI
 
 URL = "/api/v1/chat/completions"
@@ -31,8 +31,8 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueCache]:
 
 
 @pytest.fixture
-async def cache_ctx(client: httpx.AsyncClient, make_context: Callable[..., Any], cache: KeyValueCache) -> AppContext:
-    ctx: AppContext = await make_context(cache=cache)
+async def cache_ctx(client: httpx.AsyncClient, make_context: Callable[..., Any], cache: KeyValueCache) -> Services:
+    ctx: Services = await make_context(cache=cache)
     return ctx
 
 
@@ -56,7 +56,7 @@ def stream_text(resp: httpx.Response) -> str:
 
 
 async def test_a_repeated_deterministic_request_is_a_hit(
-    client: httpx.AsyncClient, cache_ctx: AppContext, fake_openai: FakeOpenAI
+    client: httpx.AsyncClient, cache_ctx: Services, fake_openai: FakeOpenAI
 ) -> None:
     b = body(fresh_prompt(), temperature=0)
     first = await client.post(URL, json=b)
@@ -74,7 +74,7 @@ async def test_a_repeated_deterministic_request_is_a_hit(
 
 
 async def test_a_non_deterministic_request_bypasses_unless_it_opts_in(
-    client: httpx.AsyncClient, cache_ctx: AppContext, fake_openai: FakeOpenAI
+    client: httpx.AsyncClient, cache_ctx: Services, fake_openai: FakeOpenAI
 ) -> None:
     b = body(fresh_prompt(), temperature=0.7)
     for _ in range(2):
@@ -91,7 +91,7 @@ async def test_a_non_deterministic_request_bypasses_unless_it_opts_in(
 
 
 async def test_cache_control_no_cache_and_no_store(
-    client: httpx.AsyncClient, cache_ctx: AppContext, fake_openai: FakeOpenAI
+    client: httpx.AsyncClient, cache_ctx: Services, fake_openai: FakeOpenAI
 ) -> None:
     b = body(fresh_prompt(), temperature=0)
     await client.post(URL, json=b)
@@ -110,7 +110,7 @@ async def test_cache_control_no_cache_and_no_store(
 
 
 async def test_a_stream_hit_replays_as_a_stream(
-    client: httpx.AsyncClient, cache_ctx: AppContext, fake_openai: FakeOpenAI
+    client: httpx.AsyncClient, cache_ctx: Services, fake_openai: FakeOpenAI
 ) -> None:
     b = body(fresh_prompt(), temperature=0, stream=True)
     first = await client.post(URL, json=b)
@@ -132,7 +132,7 @@ async def test_a_stream_hit_replays_as_a_stream(
 
 
 async def test_a_stream_that_broke_is_not_cached(
-    client: httpx.AsyncClient, cache_ctx: AppContext, fake_openai: FakeOpenAI
+    client: httpx.AsyncClient, cache_ctx: Services, fake_openai: FakeOpenAI
 ) -> None:
     b = body(fresh_prompt(), temperature=0, stream=True)
     fake_openai.push("big-upstream", "break_after")

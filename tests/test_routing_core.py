@@ -10,8 +10,8 @@ import pytest
 from shared.catalog import Catalog, ModelSpec
 from shared.encoders.hashing import HashingEncoder
 from shared.errors import InvalidRequest, ModelNotFound, ModelRetired, NoEligibleModel
+from shared.examples.labelled import LabelledExample, Neighbour, read_labelled_csv
 from shared.index.local import LocalIndex
-from shared.routing.examples import LabelledExample, Neighbour, read_labelled_csv
 from shared.routing.policy import Candidate, rank
 from shared.routing.predictor import PredictorParams, outcome_priors, predict_qualities
 from shared.routing.router import Router, RoutingRequest

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from shared import bootstrap
 from shared.auth.base import Role
+from shared.composition.assemble import Parts
+from shared.composition.backends import wire_auth
 from shared.config import Settings
 from shared.keyvault import load_secrets
 from shared.telemetry import JsonFormatter
@@ -100,11 +101,10 @@ async def test_requests_and_failed_auth_log_no_secret(
     fake_openai: FakeOpenAI,
 ) -> None:
     s = secret_settings(settings, jwt_secret)
-    parts: dict[str, Any] = {}
-    closers: list[Any] = []
-    await bootstrap.wire_auth(s, parts, closers)
-    parts["authenticator"] = authenticator
-    await make_context(settings=s, **parts)
+    parts = Parts()
+    await wire_auth(s, parts)
+    parts.authenticator = authenticator
+    await make_context(settings=s, parts=parts)
     good = mint("acme", [Role.INVOKE.value, Role.OPS.value])
     entra = entra_token([Role.INVOKE.value])
     expired = mint("acme", [Role.INVOKE.value], exp=1)
@@ -121,8 +121,6 @@ async def test_requests_and_failed_auth_log_no_secret(
         await client.get("/api/v1/health", headers=bearer(good))
         await client.get("/health/ready")
         await client.get("/metrics", headers=bearer(good))
-    for close in closers:
-        await close()
     assert_clean(
         captured.text,
         jwt_secret,

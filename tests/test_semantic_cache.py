@@ -17,8 +17,8 @@ from shared.cache.base import KeyValueCache
 from shared.cache.memory import MemoryCache
 from shared.cache.redis import RedisCache
 from shared.cache.semantic import MemoryBuckets, SemanticCache
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
 from shared.encoders.hashing import HashingEncoder
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -48,8 +48,8 @@ async def sem_ctx(
     cache: KeyValueCache,
     sem_settings: Settings,
     authenticator: BearerAuthenticator,
-) -> AppContext:
-    ctx: AppContext = await make_context(settings=sem_settings, authenticator=authenticator, cache=cache)
+) -> Services:
+    ctx: Services = await make_context(settings=sem_settings, authenticator=authenticator, cache=cache)
     return ctx
 
 
@@ -72,7 +72,7 @@ def headers(mint: Callable[..., str], tenant: str) -> dict[str, str]:
 
 
 async def test_a_similar_prompt_is_answered_from_the_cache_when_opted_in(
-    client: httpx.AsyncClient, sem_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
+    client: httpx.AsyncClient, sem_ctx: Services, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
     t = topic()
     a, b = f"What is the capital city of {t}?", f"what is the capital city of {t.upper()}?"
@@ -93,7 +93,7 @@ async def test_a_similar_prompt_is_answered_from_the_cache_when_opted_in(
 
 
 async def test_without_opt_in_there_is_no_semantic_hit(
-    client: httpx.AsyncClient, sem_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
+    client: httpx.AsyncClient, sem_ctx: Services, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
     t = topic()
     h = headers(mint, "acme")
@@ -104,7 +104,7 @@ async def test_without_opt_in_there_is_no_semantic_hit(
 
 
 async def test_it_is_tenant_scoped_and_can_be_on_per_tenant(
-    client: httpx.AsyncClient, sem_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
+    client: httpx.AsyncClient, sem_ctx: Services, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
     t = topic()
     prompt = f"Summarise the history of {t}."
@@ -123,7 +123,7 @@ async def test_it_is_tenant_scoped_and_can_be_on_per_tenant(
 
 
 async def test_only_single_turn_prompts_with_the_same_parameters_match(
-    client: httpx.AsyncClient, sem_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
+    client: httpx.AsyncClient, sem_ctx: Services, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
     t = topic()
     h = headers(mint, "acme")

@@ -16,13 +16,13 @@ from azure.servicebus.aio import ServiceBusClient
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 
+from devtools.localhost import functions_message
 from shared.auth.base import ANONYMOUS
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
-from shared.devhost import functions_message
-from shared.jobs import JobService
+from shared.jobs.service import JobService
 from shared.queue.servicebus import ServiceBusJobQueue
-from shared.store.jobs import MemoryJobStore
+from shared.store.job_store import MemoryJobStore
 from tests.conftest import ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import ServerThread
@@ -52,12 +52,10 @@ def sb_settings(settings: Settings, fake: FakeServiceBus) -> Settings:
 
 
 @pytest.fixture
-async def sb_ctx(
-    make_context: ContextFactory, settings: Settings, fake_bus: FakeServiceBus
-) -> AsyncIterator[AppContext]:
+async def sb_ctx(make_context: ContextFactory, settings: Settings, fake_bus: FakeServiceBus) -> AsyncIterator[Services]:
     s = sb_settings(settings, fake_bus)
     queue = ServiceBusJobQueue.from_settings(s)
-    ctx = await make_context(settings=s, job_service=JobService(s, MemoryJobStore(), queue))
+    ctx = await make_context(settings=s, jobs=JobService(s, MemoryJobStore(), queue))
     # the local host closes the context (so the queue) on its own loop, where the queue was used
     ctx.closers.append(queue.close)
     try:
@@ -76,8 +74,8 @@ async def receive_one(fake: FakeServiceBus, queue: str) -> Any:
         return msg
 
 
-async def test_the_sender_puts_the_job_message_on_the_queue(sb_ctx: AppContext, fake_bus: FakeServiceBus) -> None:
-    svc: JobService = sb_ctx.extras["job_service"]
+async def test_the_sender_puts_the_job_message_on_the_queue(sb_ctx: Services, fake_bus: FakeServiceBus) -> None:
+    svc: JobService = sb_ctx.jobs
     tracer = TracerProvider().get_tracer("test")
     body = {"model": "small", "messages": [{"role": "user", "content": "over amqp"}], "metadata": {"k": "v"}}
     with tracer.start_as_current_span("caller") as span:
@@ -101,9 +99,9 @@ async def test_the_sender_puts_the_job_message_on_the_queue(sb_ctx: AppContext, 
 
 
 async def test_the_trigger_replies_to_the_reply_queue(
-    sb_ctx: AppContext, fake_bus: FakeServiceBus, fake_openai: FakeOpenAI
+    sb_ctx: Services, fake_bus: FakeServiceBus, fake_openai: FakeOpenAI
 ) -> None:
-    svc: JobService = sb_ctx.extras["job_service"]
+    svc: JobService = sb_ctx.jobs
     body = {"model": "small", "messages": [{"role": "user", "content": "answer me back"}], "reply_to": "replies"}
     job = await svc.submit(orjson.dumps(body), ANONYMOUS)
     received = await receive_one(fake_bus, QUEUE)
@@ -117,10 +115,10 @@ async def test_the_trigger_replies_to_the_reply_queue(
 
 
 async def test_the_local_host_receives_from_the_real_queue(
-    sb_ctx: AppContext, fake_bus: FakeServiceBus, fake_openai: FakeOpenAI
+    sb_ctx: Services, fake_bus: FakeServiceBus, fake_openai: FakeOpenAI
 ) -> None:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
 
     fake_openai.push("small-upstream", "500")  # the first delivery fails: abandoned, redelivered
     app = build_app(function_app.app, timers=False, service_bus_connection=fake_bus.connection_string)

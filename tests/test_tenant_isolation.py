@@ -2,7 +2,7 @@
 
 The tenant comes from the token (`tenant` for service tokens, `tid` for Entra ID). Cache
 isolation runs everywhere; jobs, usage and feedback run against the production wiring
-(bootstrap.wire_store / wire_jobs) when the test database fixture is there, and each part
+(composition.backends.wire_store / wire_jobs) when the test database fixture is there, and each part
 skips naming what it waits for otherwise.
 """
 
@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 import function_app
+from devtools.localhost import index_functions
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.cache.keys import response_cache_key
 from shared.config import Settings
-from shared.devhost import index_functions
 from shared.schemas import ChatCompletionRequest
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.plugins.auth_tokens import ENTRA_TENANT, asgi_client, bearer
@@ -103,20 +103,17 @@ async def db_client(
         pytest.skip("waits for the pg_url fixture (tests/plugins/databases.py)")
     from pydantic import SecretStr
 
-    from shared import bootstrap
-
-    settings = auth_settings.model_copy(update={"database_enabled": True, "database_url": SecretStr(str(database_url))})
-    parts: dict[str, Any] = {}
-    closers: list[Any] = []
-    await bootstrap.wire_store(settings, parts, closers)
-    await bootstrap.wire_jobs(settings, parts, closers)
-    parts.pop("authenticator", None)
+    from shared.composition.assemble import Parts
+    from shared.composition.backends import wire_jobs, wire_store
     from shared.index.local import LocalIndex
 
+    settings = auth_settings.model_copy(update={"database_enabled": True, "database_url": SecretStr(str(database_url))})
+    parts = Parts()
+    db = await wire_store(settings, parts)
+    await wire_jobs(settings, parts, db)
     # an index of its own: examples added here must not land in the session's starter index
-    parts.setdefault("index", LocalIndex(ctx.encoder.dim))
-    built = await make_context(settings=settings, authenticator=authenticator, **parts)
-    built.closers.extend(closers)
+    parts.index = LocalIndex(ctx.encoder.dim)
+    built = await make_context(settings=settings, authenticator=authenticator, parts=parts)
     async with asgi_client() as c:
         yield c, built
 

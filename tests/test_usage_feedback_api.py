@@ -18,8 +18,8 @@ import pytest
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.catalog import Catalog
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
 from shared.store.db import Database
 from shared.store.feedback import FeedbackStore
 from shared.store.request_log import PostgresRequestLog
@@ -44,14 +44,14 @@ async def store_ctx(
     authenticator: BearerAuthenticator,
     database: Database,
     writer: PostgresRequestLog,
-) -> AppContext:
+) -> Services:
     """Installed after `client`'s default context, so the client's requests use this one."""
-    ctx: AppContext = await make_context(
+    ctx: Services = await make_context(
         settings=auth_settings,
         authenticator=authenticator,
         request_log=writer,
-        usage_store=UsageStore(database, writer),
-        feedback_store=FeedbackStore(database, writer),
+        usage=UsageStore(database, writer),
+        feedback=FeedbackStore(database, writer),
     )
     return ctx
 
@@ -72,7 +72,7 @@ def upstream_counts(fake: FakeOpenAI, model_upstream: str) -> tuple[int, int]:
 
 async def test_streamed_and_plain_calls_show_exact_tokens_and_cost(
     client: httpx.AsyncClient,
-    store_ctx: AppContext,
+    store_ctx: Services,
     fake_openai: FakeOpenAI,
     catalog: Catalog,
     mint: Callable[..., str],
@@ -138,7 +138,7 @@ async def test_streamed_and_plain_calls_show_exact_tokens_and_cost(
 
 
 async def test_a_stream_without_usage_is_counted_with_the_tokenizer_and_says_so(
-    client: httpx.AsyncClient, store_ctx: AppContext, fake_openai: FakeOpenAI, mint: Callable[..., str]
+    client: httpx.AsyncClient, store_ctx: Services, fake_openai: FakeOpenAI, mint: Callable[..., str]
 ) -> None:
     import tiktoken
 
@@ -168,7 +168,7 @@ async def test_a_stream_without_usage_is_counted_with_the_tokenizer_and_says_so(
 
 
 async def test_tenants_see_their_own_usage_and_admins_see_all(
-    client: httpx.AsyncClient, store_ctx: AppContext, mint: Callable[..., str]
+    client: httpx.AsyncClient, store_ctx: Services, mint: Callable[..., str]
 ) -> None:
     a, b = f"ta-{uuid.uuid4().hex[:6]}", f"tb-{uuid.uuid4().hex[:6]}"
     msg = {"model": "small", "messages": [{"role": "user", "content": "hello"}]}
@@ -203,7 +203,7 @@ async def test_tenants_see_their_own_usage_and_admins_see_all(
     ],
 )
 async def test_bad_usage_queries_are_400(
-    client: httpx.AsyncClient, store_ctx: AppContext, mint: Callable[..., str], params: dict[str, str], param: str
+    client: httpx.AsyncClient, store_ctx: Services, mint: Callable[..., str], params: dict[str, str], param: str
 ) -> None:
     resp = await client.get("/api/v1/usage", headers=auth(mint, "acme", INVOKE), params=params)
     assert resp.status_code == 400
@@ -212,7 +212,7 @@ async def test_bad_usage_queries_are_400(
 
 
 async def test_feedback_is_stored_validated_and_scoped_to_the_tenant(
-    client: httpx.AsyncClient, store_ctx: AppContext, mint: Callable[..., str], database: Database
+    client: httpx.AsyncClient, store_ctx: Services, mint: Callable[..., str], database: Database
 ) -> None:
     tenant = f"fb-{uuid.uuid4().hex[:6]}"
     h = auth(mint, tenant, INVOKE)

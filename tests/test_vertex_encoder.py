@@ -12,8 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
+from shared.composition.assemble import build_encoder
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext, build_encoder
 from shared.encoders.base import AsyncEncoder
 from shared.encoders.vertex import (
     MAX_TEXT_BYTES,
@@ -24,8 +25,8 @@ from shared.encoders.vertex import (
     token_estimate,
 )
 from shared.errors import ProviderNotConfigured, UpstreamUnavailable
+from shared.examples.labelled import LabelledExample
 from shared.index.local import LocalIndex
-from shared.routing.examples import LabelledExample
 from tests.fakes.vertex import (
     EMBED_MAX_REQUEST_TOKENS,
     FakeVertex,
@@ -255,21 +256,26 @@ EASY = [
 
 
 @pytest.fixture
-async def vertex_ctx(make_context: Callable[..., Any], fake: FakeVertex, encoder: VertexEmbeddingEncoder) -> AppContext:
+async def vertex_ctx(make_context: Callable[..., Any], fake: FakeVertex, encoder: VertexEmbeddingEncoder) -> Services:
     examples = [LabelledExample(t, {"big": 1.0, "small": 0.0}, source="test") for t in HARD]
     examples += [LabelledExample(t, {"big": 1.0, "small": 1.0}, source="test") for t in EASY]
     index = LocalIndex(encoder.dim)
     await index.upsert(examples, await encoder.aencode([ex.content for ex in examples]))
     fake.reset()
-    ctx: AppContext = await make_context(settings=vertex_settings(fake), encoder=encoder, index=index, priors={})
-    ctx.extras["example_ids"] = {"hard": {ex.id for ex in examples[:3]}, "easy": {ex.id for ex in examples[3:]}}
+    ctx: Services = await make_context(settings=vertex_settings(fake), encoder=encoder, index=index, priors={})
     return ctx
 
 
+def example_ids() -> dict[str, set[str]]:
+    examples = [LabelledExample(t, {"big": 1.0, "small": 0.0}, source="test") for t in HARD]
+    examples += [LabelledExample(t, {"big": 1.0, "small": 1.0}, source="test") for t in EASY]
+    return {"hard": {ex.id for ex in examples[:3]}, "easy": {ex.id for ex in examples[3:]}}
+
+
 @pytest.fixture
-async def vertex_client(vertex_ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+async def vertex_client(vertex_ctx: Services) -> AsyncIterator[httpx.AsyncClient]:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
     from shared.queue.local import LocalBus
 
     app = build_app(function_app.app, bus=LocalBus(), timers=False)
@@ -282,9 +288,9 @@ def route_body(prompt: str) -> dict[str, Any]:
 
 
 async def test_route_finds_neighbours_through_vertex_embeddings(
-    vertex_client: httpx.AsyncClient, vertex_ctx: AppContext, fake: FakeVertex
+    vertex_client: httpx.AsyncClient, vertex_ctx: Services, fake: FakeVertex
 ) -> None:
-    ids = vertex_ctx.extras["example_ids"]
+    ids = example_ids()
     hard_prompt = "Prove that the cube root of two is irrational using contradiction"
     r = await vertex_client.post("/api/v1/route", json=route_body(hard_prompt))
     assert r.status_code == 200, r.text
@@ -307,7 +313,7 @@ async def test_route_finds_neighbours_through_vertex_embeddings(
 
 
 async def test_an_encoder_failure_routes_on_priors(
-    vertex_client: httpx.AsyncClient, vertex_ctx: AppContext, fake: FakeVertex
+    vertex_client: httpx.AsyncClient, vertex_ctx: Services, fake: FakeVertex
 ) -> None:
     fake.fail(503, "embeddings backend down")
     r = await vertex_client.post("/api/v1/route", json=route_body("Prove that e is irrational"))

@@ -17,9 +17,9 @@ from shared.catalog import Catalog
 from shared.cli import build_parser, cmd_backup_check, cmd_examples
 from shared.config import Settings
 from shared.encoders.hashing import HashingEncoder
-from shared.examples_pipeline import export_csv, import_csv
+from shared.examples.labelled import read_labelled_csv
+from shared.examples.transfer import export_csv, import_csv
 from shared.index.local import LocalIndex
-from shared.routing.examples import read_labelled_csv
 from shared.routing.predictor import PredictorParams
 from shared.routing.router import Router, RoutingRequest
 from tests.conftest import MMLU_DIR

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from weaviate.classes.config import Configure, DataType, Property, VectorDistances
 
-from shared.bootstrap import wire_index
+from shared.composition.assemble import Parts
+from shared.composition.backends import wire_index
 from shared.config import Settings
 from shared.encoders.hashing import HashingEncoder
-from shared.examples_pipeline import import_csv
+from shared.examples.labelled import LabelledExample
+from shared.examples.transfer import import_csv
 from shared.index.base import IndexUnavailable
 from shared.index.weaviate import PROPERTIES, SchemaMismatch, WeaviateIndex
-from shared.routing.examples import LabelledExample
 from tests.fakes.server import free_port
 from tests.fakes.weaviate import FakeWeaviate
 
@@ -39,9 +40,9 @@ def starter_csv(tmp_path: Path) -> Path:
 
 async def wired_context(make_context: Callable[..., Any], settings: Settings) -> Any:
     """Run the production wire_index, then build the context from what it wired."""
-    parts: dict[str, Any] = {}
-    await wire_index(settings, parts, [])
-    return await make_context(settings=settings, **parts)
+    parts = Parts()
+    await wire_index(settings, parts, None)
+    return await make_context(settings=settings, parts=parts)
 
 
 async def route(client: httpx.AsyncClient) -> dict[str, Any]:

@@ -1,38 +1,47 @@
-"""POST /api/v1/chat/completions and POST /api/v1/route."""
+"""POST /api/v1/chat/completions and POST /api/v1/route: the chat pipeline's result as HTTP
+(x-router-* headers, SSE framing)."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..auth.base import Role
-from ..context import AppContext
-from .common import authorize, handle, json_response, parse_chat
+from ..chat.result import AnswerMeta, ChatResult
+from .endpoint import HttpCall
+from .http import json_response, parse_chat
+from .sse import sse_stream
 
 
-async def _chat(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.INVOKE)
-    req = await parse_chat(request, ctx)
-    outcome = await ctx.service.chat(
-        req, principal, request_id=request_id, cache_control=request.headers.get("cache-control")
+def router_headers(result: ChatResult) -> dict[str, str]:
+    m: AnswerMeta = result.meta
+    headers = {
+        "x-request-id": result.request_id,
+        "x-router-model": m.model,
+        "x-router-policy": m.policy,
+        "x-router-cache": m.cache,
+        "x-router-overhead-ms": f"{m.overhead_ms:.2f}",
+        "x-router-upstream-ms": f"{m.upstream_ms:.2f}" if m.upstream_ms else "0",
+    }
+    if m.cache_kind is not None:
+        headers["x-router-cache-kind"] = m.cache_kind
+    if m.fallbacks:
+        headers["x-router-fallbacks"] = ",".join(f"{f['from']}>{f['to']}:{f['reason']}" for f in m.fallbacks)
+    return headers
+
+
+async def completions(call: HttpCall) -> Response:
+    req = await parse_chat(call)
+    result = await call.services.chat.chat(
+        req, call.principal, request_id=call.request_id, cache_control=call.request.headers.get("cache-control")
     )
-    if outcome.stream is not None:
-        headers = {**outcome.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(outcome.stream, media_type="text/event-stream", headers=headers)
-    return json_response(outcome.completion, 200, outcome.headers)
+    headers = router_headers(result)
+    if result.chunks is not None:
+        headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return StreamingResponse(sse_stream(result.chunks), media_type="text/event-stream", headers=headers)
+    return json_response(result.completion, 200, headers)
 
 
-async def chat_completions(request: Request) -> Response:
-    return await handle(request, "chat", _chat)
-
-
-async def _route(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.INVOKE)
-    req = await parse_chat(request, ctx)
-    decision = await ctx.service.decide(req, principal)
-    body = {"id": request_id, "object": "router.decision", **decision.public()}
-    return json_response(body, 200, {"x-request-id": request_id, "x-router-model": decision.chosen.id})
-
-
-async def route(request: Request) -> Response:
-    return await handle(request, "route", _route)
+async def route(call: HttpCall) -> Response:
+    req = await parse_chat(call)
+    decision = await call.services.chat.decide(req, call.principal)
+    body = {"id": call.request_id, "object": "router.decision", **decision.public()}
+    return json_response(body, 200, {"x-request-id": call.request_id, "x-router-model": decision.chosen.id})

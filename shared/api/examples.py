@@ -12,13 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth.base import Role
-from ..context import AppContext
 from ..errors import DependencyUnavailable, InvalidRequest
-from ..examples_pipeline import encode
+from ..examples.labelled import LabelledExample
+from ..examples.transfer import encode
 from ..index.base import IndexUnavailable
-from ..routing.examples import LabelledExample
-from .common import authorize, handle, json_response, read_json_object
+from .endpoint import HttpCall
+from .http import json_response, read_json_object
 
 MAX_PAGE = 500
 MAX_BATCH = 1000
@@ -85,13 +84,13 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-async def _list(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.ADMIN)
+async def list_examples(call: HttpCall) -> Response:
+    request, index, principal = call.request, call.services.index, call.principal
     limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     try:
         # one extra row tells whether another page exists
-        rows = await ctx.index.list(limit=limit + 1, offset=offset, tenant=principal.tenant)
+        rows = await index.list(limit=limit + 1, offset=offset, tenant=principal.tenant)
     except IndexUnavailable as exc:
         raise DependencyUnavailable(f"The example index is unavailable: {exc}", code="index_unavailable") from None
     body = {
@@ -115,9 +114,9 @@ def _parse(data: dict[str, Any]) -> list[ExampleIn]:
         raise InvalidRequest(f"Invalid example: {param}: {err['msg']}", param=param, code="invalid_example") from None
 
 
-async def _add(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.ADMIN)
-    data = await read_json_object(request, ctx.settings.max_body_bytes)
+async def add_examples(call: HttpCall) -> Response:
+    svc, principal = call.services, call.principal
+    data = await read_json_object(call.request, svc.settings.max_body_bytes)
     items = _parse(data)
     examples = [
         LabelledExample(
@@ -134,24 +133,9 @@ async def _add(request: Request, ctx: AppContext, request_id: str) -> Response:
         for it in items
     ]
     try:
-        vectors = await encode(ctx.encoder, [ex.content for ex in examples])
-        await ctx.index.upsert(examples, vectors)
+        vectors = await encode(svc.encoder, [ex.content for ex in examples])
+        await svc.index.upsert(examples, vectors)
     except IndexUnavailable as exc:
         raise DependencyUnavailable(f"The example index is unavailable: {exc}", code="index_unavailable") from None
     body = {"object": "list", "data": [public(ex) for ex in examples], "created": len(examples)}
-    return json_response(body, 201, {"x-request-id": request_id})
-
-
-async def list_examples(request: Request) -> Response:
-    return await handle(request, "examples", _list)
-
-
-async def add_examples(request: Request) -> Response:
-    return await handle(request, "examples", _add)
-
-
-async def examples(request: Request) -> Response:
-    """One function for both methods: the route is the same."""
-    if request.method == "POST":
-        return await add_examples(request)
-    return await list_examples(request)
+    return json_response(body, 201, {"x-request-id": call.request_id})

@@ -1,27 +1,22 @@
-"""POST /api/v1/jobs, GET /api/v1/jobs/{id}, and the Service Bus trigger's entry point."""
+"""POST /api/v1/jobs and GET /api/v1/jobs/{id}."""
 
 from __future__ import annotations
 
-from typing import cast
-
-from azure.functions import ServiceBusMessage
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth.base import Role
-from ..context import AppContext, get_context
 from ..errors import DependencyUnavailable, NotFound
-from ..jobs import JobService
-from .common import authorize, handle, json_response, read_body
+from ..jobs.service import JobService
+from .endpoint import HttpCall
+from .http import json_response, read_body
 
 JOBS_PATH = "/api/v1/jobs"
 
 
-def job_service(ctx: AppContext) -> JobService:
-    svc = ctx.extras.get("job_service")
-    if svc is None:
-        raise DependencyUnavailable("Async jobs are not configured in this process (bootstrap.wire_jobs).")
-    return cast(JobService, svc)
+def job_service(call: HttpCall) -> JobService:
+    if call.services.jobs is None:
+        raise DependencyUnavailable("Async jobs are not configured in this process.")
+    return call.services.jobs
 
 
 def _job_id(request: Request) -> str:
@@ -33,33 +28,17 @@ def _job_id(request: Request) -> str:
     return str(job_id)
 
 
-async def _submit(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.INVOKE)
-    body = await read_body(request, ctx.settings.max_body_bytes)
-    job = await job_service(ctx).submit(body, principal)
+async def submit(call: HttpCall) -> Response:
+    body = await read_body(call.request, call.services.settings.max_body_bytes)
+    job = await job_service(call).submit(body, call.principal)
     status_url = f"{JOBS_PATH}/{job.id}"
     return json_response(
         {"id": job.id, "object": "router.job", "status": job.status, "status_url": status_url},
         202,
-        {"Location": status_url, "x-request-id": request_id},
+        {"Location": status_url, "x-request-id": call.request_id},
     )
 
 
-async def submit(request: Request) -> Response:
-    return await handle(request, "jobs_submit", _submit)
-
-
-async def _status(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.INVOKE)
-    job = await job_service(ctx).get(_job_id(request), principal)
-    return json_response(job.public(), 200, {"x-request-id": request_id})
-
-
-async def status(request: Request) -> Response:
-    return await handle(request, "jobs_status", _status)
-
-
-async def process_message(msg: ServiceBusMessage) -> None:
-    """The Service Bus trigger: returns to complete the message, raises to have it redelivered."""
-    ctx = await get_context()
-    await job_service(ctx).handle_message(msg, ctx.service)
+async def status(call: HttpCall) -> Response:
+    job = await job_service(call).get(_job_id(call.request), call.principal)
+    return json_response(job.public(), 200, {"x-request-id": call.request_id})

@@ -8,18 +8,15 @@ the range is half-open. Defaults: the last 30 days up to now.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from psycopg import Error as PsycopgError
-from psycopg_pool import PoolTimeout
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth.base import Role
-from ..context import AppContext
 from ..errors import DependencyUnavailable, InvalidRequest, PermissionDenied
-from ..store.usage import GROUP_BY, UsageStore
-from .common import authorize, handle, json_response
+from ..store.usage import GROUP_BY
+from .endpoint import HttpCall
+from .http import json_response
 
 DEFAULT_RANGE = timedelta(days=30)
 
@@ -36,16 +33,11 @@ def parse_instant(value: str, param: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _store(ctx: AppContext) -> UsageStore:
-    store = ctx.extras.get("usage_store")
+async def usage(call: HttpCall) -> Response:
+    store, principal = call.services.usage, call.principal
     if store is None:
-        raise DependencyUnavailable("Usage needs the database (DATABASE_ENABLED=true).")
-    return cast(UsageStore, store)
-
-
-async def _usage(request: Request, ctx: AppContext, request_id: str) -> Response:
-    principal = await authorize(ctx, request, Role.INVOKE)
-    q = request.query_params
+        raise DependencyUnavailable("Usage needs the database (DATABASE_URL).")
+    q = call.request.query_params
     unknown = sorted(set(q.keys()) - {"from", "to", "group_by", "tenant"})
     if unknown:
         raise InvalidRequest(f"Unknown query parameter '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
@@ -65,13 +57,6 @@ async def _usage(request: Request, ctx: AppContext, request_id: str) -> Response
     elif q.get("tenant") and q["tenant"] != principal.tenant:
         raise PermissionDenied(f"Reading another tenant's usage needs the {Role.ADMIN.value} role.")
 
-    try:
-        data = await _store(ctx).query(tenant, start, end, group_by)
-    except (PsycopgError, PoolTimeout, OSError):
-        raise DependencyUnavailable("The usage database is unavailable; try again shortly.") from None
+    data = await store.query(tenant, start, end, group_by)
     body: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "data": data}
-    return json_response(body, 200, {"x-request-id": request_id})
-
-
-async def usage(request: Request) -> Response:
-    return await handle(request, "usage", _usage)
+    return json_response(body, 200, {"x-request-id": call.request_id})

@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..routing.examples import LabelledExample, Neighbour
+from ..examples.labelled import LabelledExample, Neighbour
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..routing.examples import LabelledExample, Neighbours
+from ..examples.labelled import LabelledExample, Neighbours
 from .ann import IvfCandidates
 from .base import IndexHealth
 

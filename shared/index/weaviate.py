@@ -31,8 +31,8 @@ from weaviate.collections import CollectionAsync
 from weaviate.exceptions import WeaviateBaseError
 
 from ..config import Settings, secret_value
-from ..routing.examples import LabelledExample, Neighbour
-from ..tokens import estimate_text_tokens
+from ..examples.labelled import LabelledExample, Neighbour
+from ..token_count import estimate_text_tokens
 from .base import IndexHealth, IndexUnavailable
 
 log = logging.getLogger(__name__)

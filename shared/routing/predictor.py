@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .examples import Neighbour, Neighbours
+from ..examples.labelled import Neighbour, Neighbours
 
 
 @dataclass(frozen=True)

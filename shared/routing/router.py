@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from opentelemetry import trace
@@ -14,9 +15,8 @@ from opentelemetry import trace
 from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder
 from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
-from ..index.base import ExampleIndex
+from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
-from .examples import Neighbour, Neighbours
 from .policy import Candidate, PolicyName, rank
 from .predictor import PredictorParams, predict_qualities
 
@@ -79,12 +79,21 @@ class Decision:
         }
 
 
+class NeighbourSearch(Protocol):
+    """What routing needs of an example index (shared/index/ implements it; routing does not
+    import it, so the two share only the types of shared/examples/labelled.py)."""
+
+    kind: str
+
+    async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> Sequence[Neighbour]: ...
+
+
 class Router:
     def __init__(
         self,
         catalog: Catalog,
         encoder: Encoder | AsyncEncoder,
-        index: ExampleIndex,
+        index: NeighbourSearch,
         *,
         params: PredictorParams | None = None,
         priors: dict[str, float] | None = None,

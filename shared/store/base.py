@@ -10,6 +10,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 
+class StoreUnavailable(Exception):
+    """The database cannot answer now. Raised by store/ instead of driver errors; the HTTP layer
+    maps it to 503 (shared/api/errors_http.py)."""
+
+
 @dataclass
 class RequestLogRow:
     id: str

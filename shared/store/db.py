@@ -19,11 +19,13 @@ from pathlib import Path
 
 import orjson
 from psycopg import AsyncConnection
+from psycopg import Error as PsycopgError
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..health import DependencyStatus
+from ..probe import DependencyStatus
+from .base import StoreUnavailable
 
 # jsonb parameters (decision summaries, fallbacks, job bodies) are dumped with orjson: the stdlib
 # json encoder was a measurable share of the request-log writer's time under load
@@ -82,6 +84,15 @@ async def apply_migrations(conn: AsyncConnection[TupleRow], directory: Path = MI
     if applied_now:
         log.info("applied migrations %s", applied_now)
     return applied_now
+
+
+@asynccontextmanager
+async def unavailable_as(what: str) -> AsyncIterator[None]:
+    """Driver and pool failures become StoreUnavailable, so no caller above store/ knows the driver."""
+    try:
+        yield
+    except (PsycopgError, PoolTimeout, OSError) as exc:
+        raise StoreUnavailable(f"The {what} database is unavailable; try again shortly.") from exc
 
 
 class Database:

@@ -7,11 +7,13 @@ ids cannot be probed across tenants.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import NotFound
-from .db import Database
+from .db import Database, unavailable_as
 from .request_log import PostgresRequestLog
 
 
@@ -34,6 +36,12 @@ class FeedbackStore:
 
     async def add(
         self, tenant: str, request_id: str, score: float, model: str | None = None, comment: str | None = None
+    ) -> dict[str, Any]:
+        async with unavailable_as("feedback"):
+            return await self._add(tenant, request_id, score, model, comment)
+
+    async def _add(
+        self, tenant: str, request_id: str, score: float, model: str | None, comment: str | None
     ) -> dict[str, Any]:
         await self.db.ensure_schema()
         known, logged_model = await self._request_model(tenant, request_id)
@@ -58,3 +66,62 @@ class FeedbackStore:
             "comment": row[5],
             "created_at": created.isoformat(),
         }
+
+
+# -- the feedback timer's view: unprocessed rows, joined to the request they label ---------------
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    id: int
+    request_id: str
+    tenant: str | None
+    score: float
+    model: str | None  # the feedback's model, else the model that answered
+    prompt_text: str | None = None  # from request_log (LOG_PROMPTS=true only)
+
+
+class FeedbackSource(Protocol):
+    async def pending(self, limit: int) -> list[FeedbackRow]: ...
+
+    async def mark_processed(self, ids: Sequence[int]) -> None: ...
+
+
+class MemoryFeedbackSource:
+    def __init__(self) -> None:
+        self.rows: list[FeedbackRow] = []
+        self.processed: set[int] = set()
+
+    def add(self, row: FeedbackRow) -> None:
+        self.rows.append(row)
+
+    async def pending(self, limit: int) -> list[FeedbackRow]:
+        return [r for r in self.rows if r.id not in self.processed][:limit]
+
+    async def mark_processed(self, ids: Sequence[int]) -> None:
+        self.processed.update(ids)
+
+
+class PostgresFeedbackSource:
+    """Reads the `feedback` table (written by POST /api/v1/feedback) joined to request_log."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def pending(self, limit: int) -> list[FeedbackRow]:
+        await self.db.ensure_schema()
+        async with self.db.connection() as conn:
+            cur = await conn.execute(
+                "SELECT f.id, f.request_id, f.tenant, f.score, COALESCE(f.model, r.chosen_model), r.prompt_text"
+                " FROM feedback f LEFT JOIN request_log r ON r.id = f.request_id"
+                " WHERE f.processed_at IS NULL ORDER BY f.id LIMIT %s",
+                (limit,),
+            )
+            rows = await cur.fetchall()
+        return [FeedbackRow(int(r[0]), r[1], r[2], float(r[3]), r[4], r[5]) for r in rows]
+
+    async def mark_processed(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        async with self.db.connection() as conn:
+            await conn.execute("UPDATE feedback SET processed_at = now() WHERE id = ANY(%s)", (list(ids),))

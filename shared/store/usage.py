@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from psycopg import sql
 
-from .db import Database
+from .db import Database, unavailable_as
 from .request_log import PostgresRequestLog
 
 GroupBy = Literal["model", "day", "tenant"]
@@ -67,18 +67,8 @@ class UsageStore:
             # read-your-writes: rows still in the writer's buffer belong in the answer (skipped
             # while the writer is failing: the query would fail the same way)
             await self.writer.flush(timeout_s=2.0)
-        await self.db.ensure_schema()
-        params: dict[str, Any] = {"tenant": tenant}
-        days = whole_days(start, end)
-        if days is None:
-            params.update(a0=start, b0=end, a1=end, b1=end, d0=date.min, d1=date.min)
-        else:
-            first, last = days
-            params.update(a0=start, b0=_day_start(first), a1=_day_start(last), b1=end, d0=first, d1=last)
-        query = sql.SQL(USAGE_QUERY).format(key=sql.Identifier(group_by))
-        async with self.db.connection() as conn:
-            cur = await conn.execute(query, params)
-            rows = await cur.fetchall()
+        async with unavailable_as("usage"):
+            rows = await self._rows(tenant, start, end, group_by)
         out: list[dict[str, Any]] = []
         for key, requests, prompt, completion, cost in rows:
             pt, ct = int(prompt or 0), int(completion or 0)
@@ -93,3 +83,18 @@ class UsageStore:
                 }
             )
         return out
+
+    async def _rows(self, tenant: str | None, start: datetime, end: datetime, group_by: GroupBy) -> list[Any]:
+        await self.db.ensure_schema()
+        params: dict[str, Any] = {"tenant": tenant}
+        days = whole_days(start, end)
+        if days is None:
+            params.update(a0=start, b0=end, a1=end, b1=end, d0=date.min, d1=date.min)
+        else:
+            first, last = days
+            params.update(a0=start, b0=_day_start(first), a1=_day_start(last), b1=end, d0=first, d1=last)
+        query = sql.SQL(USAGE_QUERY).format(key=sql.Identifier(group_by))
+        async with self.db.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        return rows

@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from shared.embedded import free_port
+from devtools.embedded import free_port
 
 
 class ServerThread:

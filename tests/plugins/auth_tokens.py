@@ -23,8 +23,8 @@ from starlette.routing import Route
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.entra import EntraVerifier
 from shared.auth.service_tokens import ServiceTokens
+from shared.composition.services import Services
 from shared.config import Settings
-from shared.context import AppContext
 from tests.fakes.server import ServerThread
 
 ENTRA_TENANT = "7f3c2a10-5b7e-4c1d-9a2e-3d4f5a6b7c8d"
@@ -160,16 +160,16 @@ def auth_settings(settings: Settings, jwt_secret: str) -> Settings:
 
 @pytest.fixture
 async def auth_ctx(
-    ctx: AppContext, make_context: Callable[..., Any], auth_settings: Settings, authenticator: BearerAuthenticator
-) -> AppContext:
+    ctx: Services, make_context: Callable[..., Any], auth_settings: Settings, authenticator: BearerAuthenticator
+) -> Services:
     """The process context with auth on (built after the default `ctx`, so it is the one installed)."""
-    built: AppContext = await make_context(settings=auth_settings, authenticator=authenticator)
+    built: Services = await make_context(settings=auth_settings, authenticator=authenticator)
     return built
 
 
 def asgi_client() -> httpx.AsyncClient:
     import function_app
-    from shared.devhost import build_app
+    from devtools.localhost import build_app
     from shared.queue.local import LocalBus
 
     app = build_app(function_app.app, bus=LocalBus(), timers=False)
@@ -177,7 +177,7 @@ def asgi_client() -> httpx.AsyncClient:
 
 
 @pytest.fixture
-async def auth_client(auth_ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+async def auth_client(auth_ctx: Services) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client() as c:
         yield c
 

@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shared.embedded import EmbeddedPostgres, start_embedded_redis, stop_process
+from devtools.embedded import EmbeddedPostgres, start_embedded_redis, stop_process
 from shared.store.db import Database
 
 # Tables the request-log / usage / feedback tests write; emptied before each test that asks.

@@ -1,4 +1,4 @@
-"""The response caches as the service uses them: which requests take part (deterministic ones,
+"""Step 3, cache: the response caches as the chat path uses them: which requests take part (deterministic ones,
 opt-ins, Cache-Control), their keys, and lookups that never fail a request (a cache outage is a
 bypass). Exact entries live in the KeyValueCache backend; the semantic cache (cache/semantic.py)
 matches single-turn prompts by vector."""
@@ -12,16 +12,16 @@ import numpy as np
 import orjson
 from opentelemetry import trace
 
-from .auth.base import Principal
-from .cache.base import KeyValueCache
-from .cache.keys import is_deterministic, response_cache_key
-from .cache.semantic import SemanticCache, bucket_key, single_turn_text
-from .config import Settings
-from .metrics import CACHE
-from .providers.base import Completion
-from .routing.router import Decision, Router
-from .schemas import ChatCompletionRequest
-from .telemetry import span as tracing_span
+from ..auth.base import Principal
+from ..cache.base import KeyValueCache
+from ..cache.keys import is_deterministic, response_cache_key
+from ..cache.semantic import SemanticCache, bucket_key, single_turn_text
+from ..config import Settings
+from ..metrics import CACHE
+from ..providers.base import Completion
+from ..routing.router import Decision, Router
+from ..schemas import ChatCompletionRequest
+from ..telemetry import span as tracing_span
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,21 @@ class SemanticSlot:
     bucket: str
     text: str
     vector: np.ndarray
+
+
+@dataclass
+class CachePlan:
+    """One request's cache: a hit to replay, or where to store the answer."""
+
+    status: str  # the request log's cache column: hit | miss | bypass | semantic_hit
+    key: str | None = None  # store the answer under this exact key
+    semantic: SemanticSlot | None = None  # and in this semantic slot
+    hit: Completion | None = None
+    hit_kind: str | None = None  # response | semantic
+
+    @property
+    def stores(self) -> bool:
+        return self.key is not None or self.semantic is not None
 
 
 class ResponseCaching:
@@ -124,3 +139,35 @@ class ResponseCaching:
             await self.cache.set(key, orjson.dumps(completion), self.settings.cache_ttl_s)
         except Exception as exc:
             log.warning("cache set failed: %s", type(exc).__name__)
+
+    async def lookup(
+        self, req: ChatCompletionRequest, principal: Principal, decision: Decision, cache_control: str | None
+    ) -> CachePlan:
+        """Exact cache first, then the semantic one; Cache-Control no-cache skips the lookups and
+        no-store the writes."""
+        directives = (cache_control or "").lower()
+        no_cache, no_store = "no-cache" in directives, "no-store" in directives
+        key = self.key(req, principal, cache_control)
+        plan = CachePlan(status="bypass", key=None if no_store else key)
+        if key is not None and not no_cache:
+            cached, reachable = await self.get(key)
+            if cached is not None:
+                return CachePlan(status="hit", hit=cached, hit_kind="response")
+            plan.status = "miss" if reachable else "bypass"
+        if no_cache and no_store:
+            return plan
+        slot = await self.semantic_slot(req, principal, decision)
+        if slot is not None and not no_cache:
+            cached = await self.semantic_get(slot)
+            if cached is not None:
+                return CachePlan(status="semantic_hit", hit=cached, hit_kind="semantic")
+            if key is None:
+                plan.status = "miss"
+        plan.semantic = None if no_store else slot
+        return plan
+
+    async def store(self, plan: CachePlan, completion: Completion) -> None:
+        if plan.key is not None:
+            await self.set(plan.key, completion)
+        if plan.semantic is not None:
+            await self.semantic_set(plan.semantic, completion)

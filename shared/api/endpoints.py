@@ -1,0 +1,148 @@
+"""Every HTTP endpoint, declared once: route, methods, role, what it takes, who serves it.
+function_app.py decorates its functions from these, http.serve() checks the role, and the
+OpenAPI document is built from the same table."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from ..auth.base import Role
+from ..composition.services import Services
+from ..schemas import ChatCompletionRequest
+from . import chat, examples, feedback, jobs, ops, usage
+from .endpoint import Endpoint, HttpCall
+from .http import json_response
+from .openapi import build_document
+
+CHAT_ERRORS = (400, 404, 410, 413, 422, 429, 502, 503, 504)
+
+
+def _metrics_public(services: Services) -> bool:
+    return services.settings.metrics_public
+
+
+async def _openapi(call: HttpCall) -> Response:
+    return json_response(build_document(ENDPOINTS), 200, {"cache-control": "public, max-age=300"})
+
+
+CHAT = Endpoint(
+    "chat",
+    "api/v1/chat/completions",
+    ("POST",),
+    Role.INVOKE,
+    "OpenAI-compatible chat completion; model 'auto' (or auto:<policy>) lets the router choose.",
+    chat.completions,
+    body_model=ChatCompletionRequest,
+    statuses=CHAT_ERRORS,
+)
+ROUTE = Endpoint(
+    "route",
+    "api/v1/route",
+    ("POST",),
+    Role.INVOKE,
+    "The routing decision only: ranked candidates, predicted quality, cost and why.",
+    chat.route,
+    body_model=ChatCompletionRequest,
+    statuses=(400, 404, 410, 413, 422),
+)
+MODELS = Endpoint(
+    "models",
+    "api/v1/models",
+    ("GET",),
+    Role.INVOKE,
+    "The model catalog with capabilities, prices and state.",
+    ops.models,
+)
+HEALTH = Endpoint(
+    "health", "api/v1/health", ("GET",), Role.OPS, "Every dependency with status and latency.", ops.health, tag="ops"
+)
+
+
+async def _live(call: HttpCall) -> Response:
+    return await ops.live(call.request)
+
+
+# function_app serves liveness with ops.live directly: it needs no services
+LIVE = Endpoint("live", "health/live", ("GET",), None, "Liveness.", _live, tag="ops")
+READY = Endpoint(
+    "ready", "health/ready", ("GET",), None, "Readiness (statuses and setting names only).", ops.ready, tag="ops"
+)
+METRICS = Endpoint(
+    "metrics",
+    "metrics",
+    ("GET",),
+    Role.OPS,
+    "Prometheus metrics (Ops unless METRICS_PUBLIC=true).",
+    ops.metrics,
+    tag="ops",
+    text_response=True,
+    anonymous_when=_metrics_public,
+)
+OPENAPI = Endpoint("openapi", "api/v1/openapi.json", ("GET",), None, "This document.", _openapi, tag="ops")
+USAGE = Endpoint(
+    "usage", "api/v1/usage", ("GET",), Role.INVOKE, "Usage and cost (own tenant; Admin: any tenant).", usage.usage
+)
+FEEDBACK = Endpoint(
+    "feedback",
+    "api/v1/feedback",
+    ("POST",),
+    Role.INVOKE,
+    "An outcome label for an answered request.",
+    feedback.feedback,
+    body_model=feedback.FeedbackBody,
+    statuses=(400, 404, 413),
+)
+JOBS_SUBMIT = Endpoint(
+    "jobs_submit",
+    "api/v1/jobs",
+    ("POST",),
+    Role.INVOKE,
+    "Queue an async routing request.",
+    jobs.submit,
+    body_model=ChatCompletionRequest,
+    statuses=(400, 413, 429),
+)
+JOBS_STATUS = Endpoint(
+    "jobs_status",
+    "api/v1/jobs/{id}",
+    ("GET",),
+    Role.INVOKE,
+    "An async job of the caller's tenant.",
+    jobs.status,
+    statuses=(404,),
+)
+EXAMPLES_LIST = Endpoint(
+    "examples", "api/v1/examples", ("GET",), Role.ADMIN, "The labelled routing examples.", examples.list_examples
+)
+EXAMPLES_ADD = Endpoint(
+    "examples",
+    "api/v1/examples",
+    ("POST",),
+    Role.ADMIN,
+    "Add labelled routing examples.",
+    examples.add_examples,
+    body_model=examples.ExamplesIn,
+    statuses=(400, 413),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    CHAT,
+    ROUTE,
+    MODELS,
+    HEALTH,
+    LIVE,
+    READY,
+    METRICS,
+    OPENAPI,
+    USAGE,
+    FEEDBACK,
+    JOBS_SUBMIT,
+    JOBS_STATUS,
+    EXAMPLES_LIST,
+    EXAMPLES_ADD,
+)
+
+
+def methods(*endpoints: Endpoint) -> list[str]:
+    """The methods of the endpoints one function serves (GET and POST /api/v1/examples)."""
+    return sorted({m for e in endpoints for m in e.methods})

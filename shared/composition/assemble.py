@@ -1,0 +1,177 @@
+"""Services from parts. Every part can be handed in (tests, and backends.py in production); what
+is not given is the in-memory twin, so `await assemble(settings)` is a whole working router."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..auth.base import ANONYMOUS, Authenticator, Principal
+from ..backups import BackupChecker
+from ..cache.base import KeyValueCache
+from ..cache.memory import MemoryCache
+from ..catalog import Catalog
+from ..chat.accounting import Ledger
+from ..chat.admission import QuotaGuard
+from ..chat.decide import Decider
+from ..chat.fallback import FallbackCaller
+from ..chat.hooks import discover
+from ..chat.hooks.base import HookDeps
+from ..chat.hooks.runner import HookRunner
+from ..chat.pipeline import ChatService
+from ..chat.response_cache import ResponseCaching
+from ..circuit.base import CircuitBreaker
+from ..circuit.memory import MemoryCircuitBreaker
+from ..config import Settings
+from ..encoders.base import AsyncEncoder, Encoder
+from ..encoders.hashing import HashingEncoder
+from ..encoders.tfidf_svd import TfidfSvdEncoder
+from ..encoders.vertex import VertexEmbeddingEncoder
+from ..examples.feedback_loop import FeedbackExamples
+from ..examples.labelled import LabelledExample, read_labelled_csv
+from ..examples.prompt_store import PromptStore
+from ..examples.transfer import encode
+from ..health import Details, HealthChecks, cache_probe, index_probe, providers_probe
+from ..index.base import ExampleIndex
+from ..index.local import LocalIndex
+from ..jobs.service import JobService
+from ..probe import Probe
+from ..providers.registry import ProviderRegistry
+from ..routing.predictor import PredictorParams, outcome_priors
+from ..routing.router import Router
+from ..store.base import MemoryRequestLog, RequestLogSink
+from ..store.feedback import FeedbackSource, FeedbackStore, MemoryFeedbackSource
+from ..store.usage import UsageStore
+from .services import Closer, Services
+
+
+class AuthDisabled:
+    async def authenticate(self, authorization: str | None) -> Principal:
+        return ANONYMOUS
+
+
+@dataclass
+class Parts:
+    """What a caller may hand in; None takes the in-memory default (`without_cache`: no cache)."""
+
+    catalog: Catalog | None = None
+    encoder: Encoder | AsyncEncoder | None = None
+    index: ExampleIndex | None = None
+    priors: dict[str, float] | None = None
+    providers: ProviderRegistry | None = None
+    circuit: CircuitBreaker | None = None
+    request_log: RequestLogSink | None = None
+    cache: KeyValueCache | None = None
+    without_cache: bool = False
+    quota: QuotaGuard | None = None
+    authenticator: Authenticator | None = None
+    jobs: JobService | None = None
+    usage: UsageStore | None = None
+    feedback: FeedbackStore | None = None
+    feedback_source: FeedbackSource | None = None
+    backups: BackupChecker | None = None
+    probes: Mapping[str, Probe] = field(default_factory=dict)
+    health_details: Details | None = None
+    config_problems: Sequence[str] = ()
+    closers: list[Closer] = field(default_factory=list)
+
+
+def build_encoder(s: Settings) -> Encoder | AsyncEncoder:
+    if s.encoder == "tfidf-svd":
+        if not s.encoder_state_path.exists():
+            raise FileNotFoundError(
+                f"encoder state not found at {s.encoder_state_path} (ENCODER_STATE_PATH); "
+                "create it with `python -m shared.cli encoder-fit`, or set ENCODER=hashing"
+            )
+        return TfidfSvdEncoder.load(s.encoder_state_path)
+    if s.encoder == "hashing":
+        return HashingEncoder(dim=s.encoder_dim)
+    remote: AsyncEncoder = VertexEmbeddingEncoder.from_settings(s)
+    return remote
+
+
+def load_starter(s: Settings) -> list[LabelledExample]:
+    if not s.examples_path.exists():
+        return []
+    return list(read_labelled_csv(s.examples_path, source="starter"))
+
+
+async def build_local_index(s: Settings, encoder: Encoder | AsyncEncoder) -> tuple[LocalIndex, dict[str, float]]:
+    """The in-process index with the starter examples, and the outcome priors they give."""
+    examples = await asyncio.to_thread(load_starter, s)
+    index = LocalIndex(encoder.dim)
+    if examples:
+        index.upsert_sync(examples, await encode(encoder, [ex.content for ex in examples]))
+    return index, outcome_priors([ex.outcomes for ex in examples])
+
+
+async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
+    p = parts or Parts()
+    s = settings
+    catalog = p.catalog or Catalog.load(s.model_catalog_path)
+    encoder = p.encoder or build_encoder(s)
+    index, priors = p.index, p.priors or {}
+    if index is None:
+        index, priors = await build_local_index(s, encoder)
+    router = Router(
+        catalog,
+        encoder,
+        index,
+        params=PredictorParams(
+            k=s.routing_k, prior_strength=s.routing_prior_strength, similarity_power=s.routing_similarity_power
+        ),
+        priors=priors,
+        margin=s.cost_quality_margin,
+        cost_weight=s.balanced_cost_weight,
+        index_timeout_s=s.weaviate_timeout_s,
+    )
+    providers = p.providers or ProviderRegistry(s)
+    circuit = p.circuit or MemoryCircuitBreaker()
+    request_log = p.request_log or MemoryRequestLog()
+    cache = None if p.without_cache else (p.cache or MemoryCache())
+    feeder = FeedbackExamples(
+        s,
+        p.feedback_source or MemoryFeedbackSource(),
+        PromptStore(cache or MemoryCache(), s.feedback_prompt_ttl_s),
+        index,
+        encoder,
+    )
+    hooks = HookRunner(discover(HookDeps(s, catalog, providers, encoder, index, cache, feeder)))
+    chat = ChatService(
+        s,
+        Decider(s, router, circuit),
+        ResponseCaching(s, cache, router),
+        FallbackCaller(s, providers, circuit),
+        Ledger(request_log),
+        p.quota,
+        hooks,
+    )
+    probes: dict[str, Probe] = {
+        "index": index_probe(index),
+        "cache": cache_probe(cache),
+        "providers": providers_probe(catalog, providers),
+        **p.probes,
+    }
+    return Services(
+        settings=s,
+        catalog=catalog,
+        encoder=encoder,
+        index=index,
+        router=router,
+        providers=providers,
+        circuit=circuit,
+        request_log=request_log,
+        cache=cache,
+        quota=p.quota,
+        authenticator=p.authenticator or AuthDisabled(),
+        chat=chat,
+        hooks=hooks,
+        health=HealthChecks(probes, p.health_details, tuple(p.config_problems)),
+        feedback_examples=feeder,
+        jobs=p.jobs,
+        usage=p.usage,
+        feedback=p.feedback,
+        backups=p.backups,
+        closers=p.closers,
+    )

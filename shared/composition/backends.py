@@ -1,0 +1,184 @@
+"""Production wiring: which backend serves each concept, chosen from settings, and nowhere else.
+
+- secrets: Key Vault (KEY_VAULT_URL) resolves secrets into settings before anything else;
+- request log / usage / feedback / jobs / backup checks: PostgreSQL (DATABASE_URL);
+- cache, quotas, circuit state: Redis (REDIS_URL), else in-process memory;
+- example index: Weaviate (WEAVIATE_URL), else the in-process LocalIndex;
+- auth: Entra ID JWKS and/or HS256 service tokens (AUTH_ENABLED);
+- job queue: Azure Service Bus (ServiceBusConnection), else the in-process bus.
+Each wire_* function fills its part of Parts. None of them fails the start because a dependency
+is down: the router serves and readiness says what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..auth.authenticator import build_authenticator, check_auth_settings
+from ..auth.service_tokens import service_secret
+from ..backups import BackupChecker, health_details
+from ..cache.base import CacheUnavailable
+from ..cache.embeddings import CachedEncoder
+from ..cache.memory import MemoryCache
+from ..cache.redis import RedisCache
+from ..circuit.redis import RedisCircuitBreaker
+from ..config import Settings, secret_value
+from ..encoders.base import AsyncEncoder, Encoder
+from ..examples.labelled import LabelledExample
+from ..examples.transfer import encode
+from ..index.base import IndexUnavailable
+from ..index.weaviate import SchemaMismatch, WeaviateIndex
+from ..jobs.service import JobService
+from ..keyvault import load_secrets, reference_problems
+from ..probe import DependencyStatus
+from ..queue.base import JobQueue
+from ..queue.local import get_local_bus
+from ..queue.servicebus import ServiceBusJobQueue
+from ..quota import MemoryQuota, QuotaLimits, RedisQuota
+from ..routing.predictor import outcome_priors
+from ..store.backup_checks import BackupCheckStore, MemoryBackupCheckStore, PostgresBackupCheckStore
+from ..store.db import Database
+from ..store.feedback import FeedbackStore, PostgresFeedbackSource
+from ..store.job_store import JobStore, MemoryJobStore, PostgresJobStore
+from ..store.request_log import PostgresRequestLog
+from ..store.usage import UsageStore
+from ..telemetry import configure_tracing
+from .assemble import Parts, assemble, build_encoder, load_starter
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+async def wire_store(settings: Settings, parts: Parts) -> Database | None:
+    """PostgreSQL behind the request log, usage, feedback, jobs and backup checks. Postgres being
+    down never stops the app: the pool opens without waiting, migrations are retried by the log
+    writer, rows wait in its buffer, and the `postgres` probe reports down (readiness: degraded)."""
+    url = secret_value(settings.database_url)
+    if not settings.database_enabled or url is None:
+        if settings.database_enabled:
+            log.warning("DATABASE_URL is not set: the request log, usage and jobs stay in memory")
+        return None
+    db = Database(url, max_size=settings.db_pool_max)
+    await db.open()
+    parts.closers.append(db.close)
+    try:
+        applied = await db.migrate()
+        if applied:
+            log.info("database migrations applied: %s", applied)
+    except Exception as exc:
+        log.warning("postgres unavailable at start (%s): serving anyway, log rows buffered", type(exc).__name__)
+    writer = PostgresRequestLog(
+        db,
+        buffer_max=settings.log_buffer_max,
+        batch_size=settings.log_batch_size,
+        flush_interval_s=settings.log_flush_interval_s,
+    )
+    writer.start()
+    parts.request_log = writer
+    parts.usage = UsageStore(db, writer)
+    parts.feedback = FeedbackStore(db, writer)
+    parts.feedback_source = PostgresFeedbackSource(db)
+    parts.probes = {**parts.probes, "postgres": db.probe}
+    return db
+
+
+async def wire_cache(settings: Settings, parts: Parts) -> None:
+    """Redis (REDIS_URL, `rediss://` for TLS) for the response, semantic and embedding caches, the
+    quotas and the circuit state; without it the in-process memory cache. A Redis outage is
+    bypassed per request, and the `cache` probe reports it (readiness: degraded)."""
+    redis_url = secret_value(settings.redis_url)
+    if redis_url:
+        cache = RedisCache(redis_url)
+        parts.cache = cache
+        parts.circuit = RedisCircuitBreaker(cache.client)  # every replica shares circuit state
+        try:
+            await cache.ping()
+        except CacheUnavailable as exc:
+            log.warning("redis unavailable at start (%s): the cache is bypassed until it answers", exc)
+    else:
+        parts.cache = MemoryCache()  # named here so a remote encoder can share it
+    if settings.encoder == "vertex":
+        encoder = build_encoder(settings)
+        if isinstance(encoder, AsyncEncoder):
+            parts.encoder = CachedEncoder(encoder, parts.cache, settings.embedding_cache_ttl_s)
+
+
+async def wire_index(settings: Settings, parts: Parts, db: Database | None) -> None:
+    if not settings.weaviate_url:
+        return
+    encoder = parts.encoder or build_encoder(settings)
+    parts.encoder = encoder
+    index = WeaviateIndex.from_settings(settings, dim=encoder.dim, encoder_name=encoder.name)
+    starter = load_starter(settings)
+    parts.index = index
+    parts.priors = outcome_priors([ex.outcomes for ex in starter])
+    await _seed(settings, index, starter, encoder)
+
+    async def weaviate_probe() -> DependencyStatus:
+        h = await index.health()
+        if h.ok:
+            return DependencyStatus("up", h.latency_ms, f"weaviate: {h.detail}")
+        return DependencyStatus("degraded", h.latency_ms, f"weaviate: {h.detail}; routing on priors")
+
+    parts.probes = {**parts.probes, "index": weaviate_probe}
+    store: BackupCheckStore = PostgresBackupCheckStore(db) if db is not None else MemoryBackupCheckStore()
+    parts.backups = BackupChecker.from_settings(settings, index.client, store)
+    parts.health_details = health_details(store)
+
+
+async def _seed(
+    settings: Settings, index: WeaviateIndex, starter: list[LabelledExample], encoder: Encoder | AsyncEncoder
+) -> None:
+    try:
+        if await index.ensure_schema() == "created" and starter and settings.weaviate_seed_examples:
+            vectors = await encode(encoder, [ex.content for ex in starter])
+            await index.upsert(starter, vectors)
+            log.info("seeded Weaviate with %d starter examples", len(starter))
+    except IndexUnavailable as exc:
+        # start anyway: the router answers on priors and readiness says degraded until it is back
+        log.warning("Weaviate is unavailable at start: %s", exc)
+    except SchemaMismatch as exc:
+        log.error("%s", exc)
+
+
+async def wire_auth(settings: Settings, parts: Parts) -> None:
+    check_auth_settings(settings)
+    parts.config_problems = [*parts.config_problems, *reference_problems(settings)]
+    if settings.auth_enabled:
+        parts.authenticator = build_authenticator(settings, service_secret(settings))
+    limits = QuotaLimits.from_settings(settings)
+    # quotas share the cache's Redis client: one pool, with its TLS settings and short timeouts
+    # (it is closed with the cache)
+    cache = parts.cache
+    parts.quota = RedisQuota(cache.client, limits) if isinstance(cache, RedisCache) else MemoryQuota(limits)
+
+
+async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> None:
+    queue: JobQueue
+    if settings.service_bus_connection_string is not None or settings.service_bus_namespace:
+        sb = ServiceBusJobQueue.from_settings(settings)
+        parts.closers.append(sb.close)
+        queue = sb
+    else:
+        bus = get_local_bus()
+        bus.max_delivery_count = settings.service_bus_max_delivery_count
+        queue = bus
+    store: JobStore = PostgresJobStore(db) if db is not None else MemoryJobStore()
+    service = JobService(settings, store, queue)
+    if queue.kind == "local":
+        # a poison message is recorded on its job, never silently dropped
+        get_local_bus().on_dead_letter(service.on_local_dead_letter)
+    parts.jobs = service
+
+
+async def build_services(settings: Settings) -> Services:
+    """The production Services: secrets first, then each concept's backend."""
+    settings = await load_secrets(settings)
+    configure_tracing(settings)
+    parts = Parts()
+    db = await wire_store(settings, parts)
+    await wire_cache(settings, parts)
+    await wire_index(settings, parts, db)
+    await wire_auth(settings, parts)
+    await wire_jobs(settings, parts, db)
+    return await assemble(settings, parts)

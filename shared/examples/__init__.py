@@ -1,0 +1,1 @@
+"""Labelled routing examples: their types, CSV form, import/export, and learning them from feedback."""
