@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck unit infra-lint bench clean
+.PHONY: run test install lint typecheck unit infra-lint bench bench-smoke clean
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: lint typecheck infra-lint unit
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# a few seconds of load, no LiteLLM: proves the harness runs (CI runs it)
+bench-smoke: install
+	$(BIN)/python -m bench.run --smoke
 
 clean:
 	rm -rf $(VENV) .venv-tools .mypy_cache .ruff_cache

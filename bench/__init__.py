@@ -1,1 +1,1 @@
-"""The speed harness (../shared/brief/BENCH.md): `python -m bench.run`, `python -m bench.scale`."""
+"""The speed harness (the speed goals: docs/performance.md): `python -m bench.run`, `python -m bench.scale`."""

@@ -1,10 +1,13 @@
-"""The speed harness of ../shared/brief/BENCH.md, all in one run on loopback:
+"""The speed harness (goals and history: docs/performance.md), all in one run on loopback:
 
 fake upstream (the floor) -> the router's local host on the full path -> LiteLLM's proxy,
 each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
 trivial one, the router's resident memory, and streaming time to first byte.
 
-    python -m bench.run [--quick] [--skip-litellm] [--profile]
+    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile]
+
+`--smoke` (make bench-smoke, run by CI) is a second of each load without LiteLLM: it proves the
+harness runs and that every measured request was answered, and exits 1 otherwise.
 
 Prints a table with the goals' ratios and writes bench/results/bench-<time>.json (git-ignored).
 Every process it starts it stops, and every load is bounded in time.
@@ -31,10 +34,11 @@ from typing import Any
 import orjson
 import yaml
 
+from devtools.embedded import free_port
 from shared.config import PROJECT_DIR
 
 from . import litellm_peer, profile, ttfb, wrk
-from .procs import Proc, free_port, processes_mentioning, rss_mb_of, started, stop_strays
+from .procs import Proc, processes_mentioning, rss_mb_of, started, stop_strays
 
 RESULTS = PROJECT_DIR / "bench" / "results"
 MESSAGES = [{"role": "user", "content": "What is 2 + 2? Answer with one number."}]
@@ -60,6 +64,7 @@ class Durations:
 
 FULL = Durations(latency_s=10, throughput_s=15, warmup_s=2, ttfb_n=300, profile_s=10)
 QUICK = Durations(latency_s=3, throughput_s=4, warmup_s=1, ttfb_n=60, profile_s=5)
+SMOKE = Durations(latency_s=1, throughput_s=1, warmup_s=1, ttfb_n=10, profile_s=1)
 
 GOALS = {
     "added_latency_c1_p50_ms": 2.0,
@@ -380,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short loads (for development; noisier)")
     parser.add_argument("--skip-litellm", action="store_true", help="do not run the LiteLLM peer")
     parser.add_argument("--profile", action="store_true", help="sample the router with py-spy under c=32 load")
+    parser.add_argument("--smoke", action="store_true", help="a second of each load, no LiteLLM; exit 1 on any failure")
     args = parser.parse_args(argv)
-    d = QUICK if args.quick else FULL
+    d = SMOKE if args.smoke else QUICK if args.quick else FULL
+    args.skip_litellm = args.skip_litellm or args.smoke
     wrk.ensure_wrk()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -411,7 +418,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"LLM Router speed, {stamp} ({'quick' if args.quick else 'full'} run), {res['machine']['cpus']} cores")
     print(table(res))
     print(f"\nresults: {out.relative_to(PROJECT_DIR)}")
-    return 0
+    problems = smoke_problems(res)
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    return 1 if problems else 0
+
+
+def smoke_problems(res: dict[str, Any]) -> list[str]:
+    """What makes a run worthless whatever its timings: a load with no answers or failed ones, a
+    request log that is not PostgreSQL, a stream without a first byte."""
+    router = res.get("router") or {}
+    loads = {
+        "chat c=1": (router.get("chat") or {}).get("c1"),
+        "chat c=32": (router.get("chat") or {}).get("c32"),
+        "route c=1": router.get("route_c1"),
+        "live c=1": router.get("live_c1"),
+    }
+    problems = []
+    for name, r in loads.items():
+        if not r or not r.get("requests"):
+            problems.append(f"router {name}: no request answered")
+        elif r.get("non_2xx") or r.get("socket_errors"):
+            problems.append(f"router {name}: {r.get('non_2xx')} non-2xx, {r.get('socket_errors')} socket errors")
+    if not str(router.get("request_log", "")).startswith("postgres (postgres: up"):
+        problems.append(f"request log: {router.get('request_log')}")
+    if not (router.get("ttfb") or {}).get("p50_ms"):
+        problems.append("streaming: no first byte measured")
+    return problems
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ import numpy as np
 import orjson
 import psutil
 
+from devtools.embedded import free_port
 from shared.composition.assemble import build_encoder
 from shared.config import PROJECT_DIR, Settings
 from shared.encoders.base import Encoder
@@ -58,7 +59,7 @@ from shared.index.local import APPROXIMATE_ABOVE, LocalIndex
 from shared.routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 from . import wrk
-from .procs import free_port, started, stop_strays
+from .procs import started, stop_strays
 from .run import machine, mint_token, router_env, write_catalog
 
 RESULTS = PROJECT_DIR / "bench" / "results"

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
 from weaviate.backup.backup import BackupStatus, BackupStorage
 from weaviate.client import WeaviateAsyncClient
 from weaviate.exceptions import WeaviateBaseError
@@ -75,8 +76,6 @@ class BackupChecker:
         )
 
     async def run(self) -> BackupCheck:
-        from opentelemetry import trace
-
         tracer = trace.get_tracer(__name__, tracer_provider=self.tracer_provider)
         with tracer.start_as_current_span("weaviate.backup_check") as span:
             check = await self._check()

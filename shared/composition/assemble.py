@@ -106,15 +106,10 @@ async def build_local_index(s: Settings, encoder: Encoder | AsyncEncoder) -> tup
     return index, outcome_priors([ex.outcomes for ex in examples])
 
 
-async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
-    p = parts or Parts()
-    s = settings
-    catalog = p.catalog or Catalog.load(s.model_catalog_path)
-    encoder = p.encoder or build_encoder(s)
-    index, priors = p.index, p.priors or {}
-    if index is None:
-        index, priors = await build_local_index(s, encoder)
-    router = Router(
+def build_router(
+    s: Settings, catalog: Catalog, encoder: Encoder | AsyncEncoder, index: ExampleIndex, priors: dict[str, float]
+) -> Router:
+    return Router(
         catalog,
         encoder,
         index,
@@ -126,6 +121,17 @@ async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
         cost_weight=s.balanced_cost_weight,
         index_timeout_s=s.weaviate_timeout_s,
     )
+
+
+async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
+    p = parts or Parts()
+    s = settings
+    catalog = p.catalog or Catalog.load(s.model_catalog_path)
+    encoder = p.encoder or build_encoder(s)
+    index, priors = p.index, p.priors or {}
+    if index is None:
+        index, priors = await build_local_index(s, encoder)
+    router = build_router(s, catalog, encoder, index, priors)
     providers = p.providers or ProviderRegistry(s)
     circuit = p.circuit or MemoryCircuitBreaker()
     request_log = p.request_log or MemoryRequestLog()

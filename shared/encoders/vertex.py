@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from google import genai
+from google.auth import exceptions as auth_exceptions
 from google.genai import errors as genai_errors
 from google.genai import types
 
@@ -173,8 +174,6 @@ class VertexEmbeddingEncoder:
             return UpstreamUnavailable(
                 f"{what}: the connection to {self.endpoint} failed ({type(exc).__name__}: {exc})."
             )
-        from google.auth import exceptions as auth_exceptions
-
         if isinstance(exc, auth_exceptions.GoogleAuthError):
             return UpstreamUnavailable(
                 f"{what}: no usable Google credentials ({type(exc).__name__}: {exc}); set {CREDENTIAL_SETTING} "

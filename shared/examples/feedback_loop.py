@@ -50,7 +50,7 @@ class FeedbackExamples:
         self.encoder = encoder
 
     async def remember(self, request_id: str, tenant: str | None, prompt: str, vector: np.ndarray | None) -> None:
-        """After an answer (shared/hooks/feedback_prompts.py): keep what feedback will need, as allowed."""
+        """After an answer (shared/chat/hooks/feedback_prompts.py): keep what feedback will need, as allowed."""
         if not self.settings.feedback_to_examples:
             return
         text = prompt if prompt_text_allowed(self.settings, tenant) else None

@@ -30,6 +30,7 @@ _KMEANS_ITERATIONS = 10
 
 
 def _faiss() -> Any:
+    # faiss (~30 MB of native code) is needed only above APPROX_SEARCH_MIN examples
     import faiss  # type: ignore[import-untyped,unused-ignore]
 
     faiss.omp_set_num_threads(_THREADS)

@@ -6,11 +6,15 @@ import asyncio
 import os
 from typing import Any
 
+import google.auth
+import google.auth.transport.requests
+
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..errors import ProviderNotConfigured
 from .base import Provider
 from .openai_compat import OpenAICompatibleProvider
+from .vertex import VertexProvider
 from .vertex_client import SCOPES, project_and_credentials
 
 
@@ -24,9 +28,6 @@ class GoogleAccessToken:
         self._lock = asyncio.Lock()
 
     async def __call__(self) -> str | None:
-        import google.auth
-        import google.auth.transport.requests
-
         async with self._lock:
             if self._creds is None:
                 self._creds, _ = google.auth.default(scopes=list(SCOPES))
@@ -71,8 +72,6 @@ class ProviderRegistry:
                     "GOOGLE_APPLICATION_CREDENTIALS_JSON or Application Default Credentials), or "
                     "point MODEL_CATALOG_PATH at a catalog of OpenAI-compatible models."
                 )
-            from .vertex import VertexProvider
-
             vertex: Provider = VertexProvider.from_settings(s, credentials=self._vertex_credentials)
             return vertex
         assert model.base_url is not None

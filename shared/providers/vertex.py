@@ -1,6 +1,6 @@
 """Gemini models on Vertex AI, called through the google-genai SDK (async API).
 
-Requests arrive in the OpenAI shape and leave in it (gemini_mapping.py); the client, its
+Requests arrive in the OpenAI shape and leave in it (gemini_request.py, gemini_response.py); the client, its
 credentials and its transport come from vertex_client.py, with the SDK's own retries off because
 the service owns the one retry loop. Every failure, including the SDK's and httpx's own
 exceptions, is raised here as a typed UpstreamError.
@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from google.auth import exceptions as auth_exceptions
 from google.genai import errors as genai_errors
 
 from ..catalog import ModelSpec
@@ -26,7 +27,8 @@ from ..errors import (
 )
 from ..schemas import ChatCompletionRequest
 from .base import Chunk, Completion, Timeouts
-from .gemini_mapping import StreamTranslator, build_request, completion_from_response
+from .gemini_request import build_request
+from .gemini_response import StreamTranslator, completion_from_response
 from .openai_compat import retry_after
 from .vertex_client import (
     CREDENTIAL_SETTING,
@@ -136,8 +138,6 @@ class VertexProvider:
                 f"{model.id}: the connection to Vertex AI at {where} failed ({type(exc).__name__}: {exc}).",
                 model=model.id,
             )
-        from google.auth import exceptions as auth_exceptions
-
         if isinstance(exc, auth_exceptions.GoogleAuthError):
             return UpstreamUnavailable(
                 f"{model.id}: no usable Google credentials ({type(exc).__name__}: {exc}); set "

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 class StoreUnavailable(Exception):
     """The database cannot answer now. Raised by store/ instead of driver errors; the HTTP layer
-    maps it to 503 (shared/api/errors_http.py)."""
+    maps it to 503 (shared/api/http.py)."""
 
 
 @dataclass

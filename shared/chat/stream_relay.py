@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UpstreamError
 from ..metrics import UPSTREAM_ERRORS
 from ..providers.base import Chunk, Completion
-from .stream_shapes import completion_from_stream, next_or_none
+from .completion_chunks import completion_from_stream, next_or_none
 
 
 @dataclass
