@@ -173,8 +173,9 @@ class WorkerHost:
         call = host.http("health_live", "GET", "/health/live")
     """
 
-    def __init__(self, worker_dir: Path, app_settings: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, worker_dir: Path, app_settings: Mapping[str, str], log_path: Path, app_dir: Path = ROOT) -> None:
         self.worker_dir = worker_dir
+        self.app_dir = app_dir
         self.protos = load_protos(worker_dir)
         self.app_settings = dict(app_settings)
         self.log_path = log_path
@@ -217,7 +218,7 @@ class WorkerHost:
                 "--grpcMaxMessageLength",
                 "2147483647",
             ],
-            cwd=ROOT,
+            cwd=self.app_dir,
             env=worker_environment(self.app_settings, self.worker_dir),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -292,7 +293,7 @@ class WorkerHost:
         self.send(
             worker_init_request=self.protos.WorkerInitRequest(
                 host_version="4.1040.0",
-                function_app_directory=str(ROOT),
+                function_app_directory=str(self.app_dir),
                 worker_directory=str(self.worker_dir),
                 capabilities={"RpcHttpBodyOnly": "true", "RawHttpBodyBytes": "true"},
             )
@@ -302,7 +303,9 @@ class WorkerHost:
         return resp
 
     def metadata(self, timeout: float = 60.0) -> Any:
-        self.send(functions_metadata_request=self.protos.FunctionsMetadataRequest(function_app_directory=str(ROOT)))
+        self.send(
+            functions_metadata_request=self.protos.FunctionsMetadataRequest(function_app_directory=str(self.app_dir))
+        )
         return self._wait("function_metadata_response", timeout).function_metadata_response
 
     def index_and_load(self, timeout: float = 60.0) -> dict[str, FunctionInfo]:
