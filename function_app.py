@@ -11,7 +11,7 @@ from shared import triggers
 from shared.api import endpoints as ep
 from shared.api import ops
 from shared.api.http import serve
-from shared.composition.process import get_services
+from shared.composition.process import get_services, warm_on_worker_start
 from shared.config import get_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -101,3 +101,6 @@ async def backup_check(timer: func.TimerRequest) -> None:
 @app.timer_trigger(schedule="%FEEDBACK_EXAMPLES_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def feedback_to_examples(timer: func.TimerRequest) -> None:
     await triggers.on_feedback_timer(timer, await get_services())
+
+
+warm_on_worker_start()

@@ -415,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"bench-{stamp}.json"
     out.write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
     print()
-    print(f"LLM Router speed, {stamp} ({'quick' if args.quick else 'full'} run), {res['machine']['cpus']} cores")
+    print(
+        f"LLM Router speed, {stamp} ({'smoke' if args.smoke else 'quick' if args.quick else 'full'} run), {res['machine']['cpus']} cores"
+    )
     print(table(res))
     print(f"\nresults: {out.relative_to(PROJECT_DIR)}")
     problems = smoke_problems(res)

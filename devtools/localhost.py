@@ -51,19 +51,40 @@ log = logging.getLogger("devhost")
 _SETTING_REF = re.compile(r"^%([A-Za-z0-9_]+)%$")
 
 
+def app_settings_file() -> dict[str, str]:
+    """The app settings Core Tools would read: local.settings.json, else the sample beside it."""
+    for name in ("local.settings.json", "local.settings.sample.json"):
+        path = PROJECT_DIR / name
+        if path.exists():
+            values = json.loads(path.read_text()).get("Values") or {}
+            return {str(k): str(v) for k, v in values.items()}
+    return {}
+
+
+def apply_local_settings() -> None:
+    """What Core Tools does with local.settings.json: its Values become environment variables
+    (the environment wins). Without the file the app's own defaults apply."""
+    path = PROJECT_DIR / "local.settings.json"
+    if path.exists():
+        for key, value in (json.loads(path.read_text()).get("Values") or {}).items():
+            os.environ.setdefault(str(key), str(value))
+
+
 def resolve_setting(value: str) -> str:
-    """`%NAME%` binding expressions name an app setting, as in the Functions host."""
+    """`%NAME%` binding expressions name an app setting, as in the Functions host: the environment,
+    else the settings file; never a code default (the host cannot index a binding whose setting is
+    missing, and neither can this host)."""
     m = _SETTING_REF.match(value or "")
     if not m:
         return value
     name = m.group(1)
-    env = os.environ.get(name)
-    if env:
-        return env
-    default = getattr(get_settings(), name.lower(), None)
-    if default is None:
-        raise RuntimeError(f"binding refers to app setting {name}, which is not set")
-    return str(default)
+    found = os.environ.get(name) or app_settings_file().get(name)
+    if not found:
+        raise RuntimeError(
+            f"binding refers to app setting {name}, which is not set (environment, local.settings.json "
+            "or local.settings.sample.json); the Functions host could not index it either"
+        )
+    return found
 
 
 @dataclass
@@ -93,13 +114,41 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
         user = fn.get_user_function()
         name = fn.get_function_name()
         if trigger.type == "httpTrigger":
-            methods = [m.value if hasattr(m, "value") else str(m) for m in (spec.get("methods") or ["GET", "POST"])]
+            # a function without methods takes any method on the host
+            methods = [m.value if hasattr(m, "value") else str(m) for m in (spec.get("methods") or ANY_METHOD)]
             idx.http.append((str(spec.get("route") or name), methods, user, arg))
         elif trigger.type == "serviceBusTrigger":
             idx.service_bus.append((resolve_setting(spec["queueName"]), str(name), user, arg))
         elif trigger.type == "timerTrigger":
             idx.timers.append((resolve_setting(spec["schedule"]), str(name), bool(spec.get("runOnStartup")), user, arg))
     return idx
+
+
+ANY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# the route constraints of ASP.NET Core routing that Functions routes use; others match a segment
+_CONSTRAINTS = {
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "bool": r"(?i:true|false)",
+    "guid": r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}",
+    "alpha": r"[A-Za-z]+",
+}
+_ROUTE_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]+)(?:\([^)]*\))?)?(\?)?\}")
+
+
+def route_pattern(path: str) -> re.Pattern[str]:
+    """A route template as a pattern: `{id}`, `{id:int}`, `{id?}` as the Functions host reads them."""
+    out, pos = "", 0
+    for m in _ROUTE_PARAM.finditer(path):
+        out += re.escape(path[pos : m.start()])
+        name, constraint, optional = m.group(1), m.group(2), m.group(3)
+        segment = f"(?P<{name}>{_CONSTRAINTS.get((constraint or '').lower(), r'[^/]+')})"
+        if optional and out.endswith("/"):
+            out = out[:-1] + f"(?:/{segment})?"
+        else:
+            out += segment + ("?" if optional else "")
+        pos = m.end()
+    return re.compile("^" + out + re.escape(path[pos:]) + "$")
 
 
 def route_prefix() -> str:
@@ -136,8 +185,7 @@ class FunctionRoutes:
         for path, methods, endpoint in routes:
             allowed = frozenset(m.upper() for m in methods)
             if "{" in path:
-                pattern = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}", r"(?P<\1>[^/]+)", path)
-                self.templated.append((re.compile(f"^{pattern}$"), allowed, endpoint))
+                self.templated.append((route_pattern(path), allowed, endpoint))
             else:
                 self.fixed[path] = (allowed, endpoint)
         self.lifespan = lifespan
@@ -279,6 +327,9 @@ class QueueReceiverLoop:
                 await asyncio.sleep(2.0)
 
 
+PAST_DUE_AFTER_S = 0.25  # beyond wake-up jitter
+
+
 class TimerRunner:
     def __init__(self, schedule: str, name: str, run_on_startup: bool, user: Callable[..., Any], arg: str) -> None:
         from croniter import croniter
@@ -302,7 +353,10 @@ class TimerRunner:
             nxt: dt.datetime = self.cron.get_next(dt.datetime)
             delay = (nxt - dt.datetime.now(dt.UTC)).total_seconds()
             await asyncio.sleep(max(0.0, delay))
-            await self.fire()
+            # as the host does: an occurrence fired later than scheduled (the previous run overran,
+            # or the process was busy) is past due
+            late = (dt.datetime.now(dt.UTC) - nxt).total_seconds()
+            await self.fire(past_due=late > PAST_DUE_AFTER_S)
 
 
 def build_app(
@@ -424,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "7071")))
     parser.add_argument("--app-dir", default=str(PROJECT_DIR))
     args = parser.parse_args(argv)
+    apply_local_settings()
     configure_logging(get_settings())
     import sys
 

@@ -267,6 +267,12 @@ def cmd_backup_check(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result["ok"] else 1
 
 
+def cmd_preflight(args: argparse.Namespace, settings: Settings) -> int:
+    from .preflight import main as preflight
+
+    return preflight(settings, as_json=args.json, timeout_s=args.timeout)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "route": cmd_route,
     "models": cmd_models,
@@ -277,6 +283,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "migrate": cmd_migrate,
     "examples": cmd_examples,
     "backup-check": cmd_backup_check,
+    "preflight": cmd_preflight,
 }
 
 
@@ -336,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     ee.add_argument("file")
 
     sub.add_parser("backup-check", help="run the Weaviate backup check once (exit 1 when it fails)")
+
+    pf = sub.add_parser("preflight", help="the pre-deployment checklist against the configured environment")
+    pf.add_argument("--json", action="store_true", help="one JSON document (for pipelines)")
+    pf.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
     return p
 
 

@@ -21,7 +21,10 @@ Policy = Literal["quality", "cost", "balanced", "latency"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # An app setting present but empty ("" in local.settings.sample.json, or a blank value in the
+    # portal) means unset: the default applies. Without this, SERVICE_BUS_CONNECTION_STRING=""
+    # selected Service Bus with an empty connection string, and "" failed int/bool fields.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     # --- runtime -------------------------------------------------------------------------
     environment: Literal["development", "test", "production"] = "development"

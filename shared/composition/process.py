@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import sys
 
 from ..config import get_settings
 from .backends import build_services
 from .services import Services
 
+log = logging.getLogger(__name__)
+
 _services: Services | None = None
 _lock: asyncio.Lock | None = None
+_warming: list[asyncio.Task[None]] = []
 
 
 async def get_services() -> Services:
@@ -46,3 +51,24 @@ async def close_services() -> None:
 
 def services_installed() -> bool:
     return _services is not None
+
+
+def warm_on_worker_start() -> None:
+    """Under Microsoft's Python worker (init indexing), function_app.py is imported inside the
+    WorkerInitRequest handler, on the worker's running loop: start building the services there, so
+    the first invocation does not pay for it (5-9 s measured, bench/worker_startup.py). The local
+    host and tests build their own; a failure here is retried by the first invocation."""
+    if "azure_functions_worker" not in sys.modules:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    _warming.append(loop.create_task(_warm()))
+
+
+async def _warm() -> None:
+    try:
+        await get_services()
+    except Exception:
+        log.exception("building the services at worker start failed; the first invocation retries")

@@ -34,6 +34,7 @@ from azure.servicebus._pyamqp import _decode as amqp_decode
 from azure.servicebus._pyamqp import _encode as amqp_encode
 from azure.servicebus._pyamqp.constants import HEADER_FRAME, SASL_HEADER_FRAME
 from azure.servicebus._pyamqp.endpoints import Source, Target
+from azure.servicebus._pyamqp.error import AMQPError, ErrorCondition
 from azure.servicebus._pyamqp.message import Header, Properties
 from azure.servicebus._pyamqp.outcomes import Accepted, Modified, Rejected, Released
 from azure.servicebus._pyamqp.performatives import (
@@ -295,6 +296,7 @@ class _Connection:
         address = _text(address_field[0]) if address_field else ""
         link = _Link(name, handle, handle, client_is_receiver, entity_name(address))
         session.links[handle] = link
+        missing = self.bus.queue_names is not None and link.address != CBS and link.address not in self.bus.queue_names
         await self.send(
             session.channel,
             AttachFrame(
@@ -303,8 +305,11 @@ class _Connection:
                 role=not client_is_receiver,
                 send_settle_mode=f[3],
                 rcv_settle_mode=f[4],
-                source=Source(address=_text(source[0]) if source else None),
-                target=Target(address=_text(target[0]) if target else None),
+                # for an entity that does not exist, the service answers without the entity's end
+                source=None if missing and client_is_receiver else Source(address=_text(source[0]) if source else None),
+                target=None
+                if missing and not client_is_receiver
+                else Target(address=_text(target[0]) if target else None),
                 unsettled=None,
                 incomplete_unsettled=False,
                 initial_delivery_count=0 if client_is_receiver else None,
@@ -314,6 +319,16 @@ class _Connection:
                 properties=None,
             ),
         )
+        if missing:
+            # as Service Bus does for an entity that does not exist: the attach is answered, then
+            # the link is detached with amqp:not-found
+            session.links.pop(handle, None)
+            error = AMQPError(
+                condition=ErrorCondition.NotFound,
+                description=f"The messaging entity 'sb://127.0.0.1/{link.address}' could not be found.",
+            )
+            await self.send(session.channel, DetachFrame(handle=link.handle, closed=True, error=error))
+            return
         if not client_is_receiver:
             link.credit = 1000
             await self.grant(session, link)
@@ -492,8 +507,12 @@ class _Connection:
 
 
 class FakeServiceBus:
-    def __init__(self, *, max_delivery_count: int = 10, lock_duration_s: float = 60.0) -> None:
+    def __init__(
+        self, *, max_delivery_count: int = 10, lock_duration_s: float = 60.0, queue_names: set[str] | None = None
+    ) -> None:
         self.max_delivery_count = max_delivery_count
+        # None: every queue exists (created on first use); a set: only those, others are not-found
+        self.queue_names = queue_names
         self.lock_duration_s = lock_duration_s
         self.queues: dict[str, deque[StoredMessage]] = {}
         self.sent: dict[str, list[StoredMessage]] = {}  # everything accepted, per queue
