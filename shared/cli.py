@@ -86,6 +86,10 @@ def encoder_factory(settings: Settings) -> Callable[[Sequence[str]], Any]:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from .evaluation import evaluate, load_dataset
 
+    if args.test:
+        return _evaluate_cross(args, settings)
+    if not args.data:
+        raise SystemExit("evaluate needs --data FILE... (in-domain split) or --train ... --test FILE...")
     data = load_dataset(_expand(args.data), args.strong, args.weak)
     result = evaluate(
         data,
@@ -100,6 +104,53 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print(result)
     return 0
+
+
+def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
+    """--train starter|FILE... --test FILE... [--learn N ...]: one JSON line per test file (and N)."""
+    from .catalog import Catalog
+    from .evaluation_cross import cross_domain, learning_curve, load_train, parse_learn, tier_models
+
+    if not args.train:
+        raise SystemExit("--test needs --train starter|FILE...")
+    starter = args.train == ["starter"]
+    make_encoder = encoder_factory(settings)
+    if starter:
+        train = load_train(
+            None, args.strong, args.weak, make_encoder, (settings.examples_path, _shipped_encoder(settings))
+        )
+    else:
+        train = load_train(_expand(args.train), args.strong, args.weak, make_encoder, None)
+    models = tier_models(Catalog.load(settings.model_catalog_path))
+    params = _predictor_params(settings, args.k)
+    for test in _expand(args.test):
+        if args.learn:
+            lines = learning_curve(
+                train,
+                test,
+                args.strong,
+                args.weak,
+                params,
+                models,
+                parse_learn(args.learn),
+                judge_noise=args.judge_noise,
+                seed=args.seed,
+                make_encoder=make_encoder,
+            )
+        else:
+            lines = [cross_domain(train, test, args.strong, args.weak, params, models)]
+        for line in lines:
+            print(json.dumps(line) if args.json else json.dumps(line, indent=2), flush=True)
+    return 0
+
+
+def _shipped_encoder(settings: Settings) -> Any:
+    from .context import build_encoder
+
+    encoder = build_encoder(settings)
+    if not hasattr(encoder, "encode"):
+        raise SystemExit("evaluate needs an in-process encoder (ENCODER=tfidf-svd or hashing)")
+    return encoder
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -290,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="print the model catalog")
 
     e = sub.add_parser("evaluate", help="measure routing quality on labelled data (QUALITY.md)")
-    e.add_argument("--data", nargs="+", required=True, help="CSV files (globs allowed)")
+    e.add_argument("--data", nargs="+", help="CSV files (globs allowed): the in-domain 50/50 split")
+    e.add_argument("--train", nargs="+", help="cross-domain: 'starter' (the shipped examples) or CSV files")
+    e.add_argument("--test", nargs="+", help="cross-domain: CSV files, each scored on its own")
+    e.add_argument("--learn", nargs="+", help="learning curve: N rows of each test file's first half (or 'all')")
+    e.add_argument("--judge-noise", type=float, default=0.0, help="share of learned labels flipped (0..1)")
     e.add_argument("--strong", required=True)
     e.add_argument("--weak", required=True)
     e.add_argument("--train-frac", type=float, default=0.5)

@@ -86,33 +86,56 @@ def metrics(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> dict[st
 
 
 class GainScorer:
-    """Scores prompts with the production path: encoder -> LocalIndex -> predictor."""
+    """Scores prompts with the production path: encoder -> LocalIndex -> predictor.
+
+    `strong_keys` / `weak_keys` are the outcome keys that speak for each side, most specific
+    first, as `ModelSpec.label_keys` gives them to the router (a model's own key, then its
+    tier's). Searches are made as `tenant`, so a tenant's own examples are visible."""
 
     STRONG, WEAK = "strong", "weak"
 
-    def __init__(self, encoder: Encoder, params: PredictorParams) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        params: PredictorParams,
+        *,
+        strong_keys: Sequence[str] = ("strong",),
+        weak_keys: Sequence[str] = ("weak",),
+        tenant: str | None = None,
+    ) -> None:
         self.encoder = encoder
         self.params = params
         self.index = LocalIndex(encoder.dim)
         self.priors: dict[str, float] = {}
+        self.strong_keys = tuple(strong_keys)
+        self.weak_keys = tuple(weak_keys)
+        self.tenant = tenant
 
     def fit(self, texts: Sequence[str], strong: np.ndarray, weak: np.ndarray) -> None:
+        s_key, w_key = self.strong_keys[-1], self.weak_keys[-1]
         examples = [
             LabelledExample(
-                content=t, outcomes={self.STRONG: float(s), self.WEAK: float(w)}, source="evaluation", id=f"train-{i}"
+                content=t, outcomes={s_key: float(s), w_key: float(w)}, source="evaluation", id=f"train-{i}"
             )
             for i, (t, s, w) in enumerate(zip(texts, strong, weak, strict=True))
         ]
-        self.index.upsert_sync(examples, self.encoder.encode(list(texts)))
+        self.add(examples, self.encoder.encode(list(texts)))
+
+    def add(self, examples: Sequence[LabelledExample], vectors: np.ndarray) -> None:
+        """Index labelled examples whose vectors are known; the priors come from them."""
+        self.index.upsert_sync(examples, vectors)
         self.priors = outcome_priors([ex.outcomes for ex in examples])
+
+    def prior(self, keys: Sequence[str]) -> float:
+        return next((self.priors[k] for k in keys if k in self.priors), 0.5)
 
     def score(self, text: str) -> float:
         vec = self.encoder.encode([text])[0]
-        neighbours = self.index.search_sync(vec, self.params.k)
+        neighbours = self.index.search_sync(vec, self.params.k, tenant=self.tenant)
         est = predict_qualities(
             neighbours,
-            [(self.STRONG,), (self.WEAK,)],
-            [self.priors[self.STRONG], self.priors[self.WEAK]],
+            [self.strong_keys, self.weak_keys],
+            [self.prior(self.strong_keys), self.prior(self.weak_keys)],
             self.params,
         )
         return est[0].quality - est[1].quality
