@@ -18,6 +18,7 @@ import numpy as np
 from .encoders.base import Encoder
 from .index.local import LocalIndex
 from .routing.examples import LabelledExample, read_labelled_csv
+from .routing.difficulty import DifficultyModel
 from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 STEPS = 101
@@ -102,7 +103,9 @@ class GainScorer:
         strong_keys: Sequence[str] = ("strong",),
         weak_keys: Sequence[str] = ("weak",),
         tenant: str | None = None,
+        use_difficulty: bool = True,
     ) -> None:
+        self.use_difficulty = use_difficulty
         self.encoder = encoder
         self.params = params
         self.index = LocalIndex(encoder.dim)
@@ -110,6 +113,7 @@ class GainScorer:
         self.strong_keys = tuple(strong_keys)
         self.weak_keys = tuple(weak_keys)
         self.tenant = tenant
+        self.difficulty: DifficultyModel | None = None
 
     def fit(self, texts: Sequence[str], strong: np.ndarray, weak: np.ndarray) -> None:
         s_key, w_key = self.strong_keys[-1], self.weak_keys[-1]
@@ -120,24 +124,28 @@ class GainScorer:
             for i, (t, s, w) in enumerate(zip(texts, strong, weak, strict=True))
         ]
         self.add(examples, self.encoder.encode(list(texts)))
+        if self.use_difficulty:
+            self.difficulty = DifficultyModel.fit(list(texts), [ex.outcomes for ex in examples])
 
     def add(self, examples: Sequence[LabelledExample], vectors: np.ndarray) -> None:
         """Index labelled examples whose vectors are known; the priors come from them."""
         self.index.upsert_sync(examples, vectors)
         self.priors = outcome_priors([ex.outcomes for ex in examples])
 
-    def prior(self, keys: Sequence[str]) -> float:
-        return next((self.priors[k] for k in keys if k in self.priors), 0.5)
+    def prior(self, keys: Sequence[str], per_prompt: dict[str, float]) -> float:
+        """As the router: the prompt-difficulty prior of the model's tier, else the mean outcome."""
+        for source in (per_prompt, self.priors):
+            hit = next((source[k] for k in reversed(keys) if k in source), None)
+            if hit is not None:
+                return hit
+        return 0.5
 
     def score(self, text: str) -> float:
         vec = self.encoder.encode([text])[0]
         neighbours = self.index.search_sync(vec, self.params.k, tenant=self.tenant)
-        est = predict_qualities(
-            neighbours,
-            [self.strong_keys, self.weak_keys],
-            [self.prior(self.strong_keys), self.prior(self.weak_keys)],
-            self.params,
-        )
+        keys = [self.strong_keys, self.weak_keys]
+        per_prompt = self.difficulty.predict(text) if self.difficulty is not None else {}
+        est = predict_qualities(neighbours, keys, [self.prior(k, per_prompt) for k in keys], self.params)
         return est[0].quality - est[1].quality
 
     def score_all(self, texts: Sequence[str]) -> tuple[np.ndarray, list[float]]:

@@ -28,6 +28,7 @@ from .catalog import Catalog, ModelSpec
 from .encoders.base import Encoder
 from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, split
 from .routing.examples import LabelledExample, read_labelled_csv
+from .routing.difficulty import DifficultyModel, load_default
 from .routing.predictor import PredictorParams
 
 FRONTIER, ECONOMY = "tier:frontier", "tier:economy"
@@ -39,6 +40,7 @@ class TrainSet:
     examples: list[LabelledExample]
     vectors: np.ndarray
     encoder: Encoder
+    difficulty: DifficultyModel | None = None
 
 
 def load_train(
@@ -56,14 +58,20 @@ def load_train(
             raise ValueError("no training files and no starter set")
         path, encoder = starter
         examples = list(read_labelled_csv(path, source="starter"))
+        difficulty = load_default()
     else:
-        examples = []
+        examples, weights = [], []
         for p in sorted(paths, key=str):
-            examples.extend(_tier_examples(Path(p), strong, weak))
+            rows = _tier_examples(Path(p), strong, weak)
+            examples.extend(rows)
+            weights.extend([1.0 / max(len(rows), 1)] * len(rows))  # every source counts the same
         encoder = make_encoder([ex.content for ex in examples])
+        difficulty = DifficultyModel.fit(
+            [ex.content for ex in examples], [ex.outcomes for ex in examples], sample_weight=weights
+        )
     if not examples:
         raise ValueError("no training examples")
-    return TrainSet(examples, encoder.encode([ex.content for ex in examples]), encoder)
+    return TrainSet(examples, encoder.encode([ex.content for ex in examples]), encoder, difficulty)
 
 
 def _tier_examples(path: Path, strong: str, weak: str) -> list[LabelledExample]:
@@ -86,6 +94,7 @@ def _scorer(train: TrainSet, params: PredictorParams, models: tuple[ModelSpec, M
         train.encoder, params, strong_keys=models[0].label_keys, weak_keys=models[1].label_keys, tenant=EVAL_TENANT
     )
     scorer.add(train.examples, train.vectors)
+    scorer.difficulty = train.difficulty
     return scorer
 
 
