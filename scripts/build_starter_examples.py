@@ -102,13 +102,16 @@ def write(path: Path, rows: Iterator[list[str]]) -> int:
     n = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     # mtime 0: a rebuild gives a byte-identical file
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
-        with io.TextIOWrapper(gz, encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["prompt", *TIERS])
-            for row in rows:
-                writer.writerow(row)
-                n += 1
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
+        io.TextIOWrapper(gz, encoding="utf-8", newline="") as out,
+    ):
+        writer = csv.writer(out)
+        writer.writerow(["prompt", *TIERS])
+        for row in rows:
+            writer.writerow(row)
+            n += 1
     return n
 
 

@@ -109,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
     """--train starter|FILE... --test FILE... [--learn N ...]: one JSON line per test file (and N)."""
     from .catalog import Catalog
-    from .evaluation_cross import cross_domain, learning_curve, load_train, parse_learn, tier_models
+    from .evaluation_cross import evaluate_file, load_train, tier_models
 
     if not args.train:
         raise SystemExit("--test needs --train starter|FILE...")
@@ -124,22 +124,7 @@ def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
     models = tier_models(Catalog.load(settings.model_catalog_path))
     params = _predictor_params(settings, args.k)
     for test in _expand(args.test):
-        if args.learn:
-            lines = learning_curve(
-                train,
-                test,
-                args.strong,
-                args.weak,
-                params,
-                models,
-                parse_learn(args.learn),
-                judge_noise=args.judge_noise,
-                seed=args.seed,
-                make_encoder=make_encoder,
-            )
-        else:
-            lines = [cross_domain(train, test, args.strong, args.weak, params, models)]
-        for line in lines:
+        for line in evaluate_file(train, test, args, params, models, make_encoder):
             print(json.dumps(line) if args.json else json.dumps(line, indent=2), flush=True)
     return 0
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from .encoders.base import Encoder
 from .index.local import LocalIndex
-from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.difficulty import DifficultyModel
+from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 STEPS = 101

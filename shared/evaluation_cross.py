@@ -27,8 +27,8 @@ import numpy as np
 from .catalog import Catalog, ModelSpec
 from .encoders.base import Encoder
 from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, split
-from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.difficulty import DifficultyModel, load_default
+from .routing.examples import LabelledExample, read_labelled_csv
 from .routing.predictor import PredictorParams
 
 FRONTIER, ECONOMY = "tier:frontier", "tier:economy"
@@ -209,3 +209,28 @@ def in_domain_only(
     scores, _ = scorer.score_all([data.texts[i] for i in held])
     apgr = metrics(scores, data.strong[held], data.weak[held])["apgr"]
     return float(apgr or 0.0)
+
+
+def evaluate_file(
+    train: TrainSet,
+    test: Path,
+    args: Any,
+    params: PredictorParams,
+    models: tuple[ModelSpec, ModelSpec],
+    make_encoder: EncoderFactory,
+) -> list[dict[str, Any]]:
+    """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed)."""
+    if not args.learn:
+        return [cross_domain(train, test, args.strong, args.weak, params, models)]
+    return learning_curve(
+        train,
+        test,
+        args.strong,
+        args.weak,
+        params,
+        models,
+        parse_learn(args.learn),
+        judge_noise=args.judge_noise,
+        seed=args.seed,
+        make_encoder=make_encoder,
+    )

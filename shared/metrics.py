@@ -74,6 +74,7 @@ def render() -> tuple[bytes, str]:
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
 
+
 LOW_CONFIDENCE = Counter(
     "llm_router_low_confidence_decisions_total",
     "Routing decisions whose confidence was below the router's calibrated level (the labelled "

@@ -18,7 +18,9 @@ from shared.routing.router import Router, RoutingRequest
 from tests.conftest import MMLU_DIR, ROOT
 
 # the labelled data beside the repository (../shared/data), when this checkout has it
-DATA_ROOT = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()), ROOT)
+DATA_ROOT = next(
+    (p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()), ROOT
+)
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 SUBJECTS = ["mmlu_high_school_mathematics.csv", "mmlu_marketing.csv", "mmlu_world_religions.csv"]

@@ -33,7 +33,7 @@ class PredictorParams:
     # prompts) are shrunk toward its tier's estimate with this many pseudo-examples, not
     # replaced by nothing: a few own labels nudge the tier estimate, many take over
     # (docs/routing-quality.md, "Learning from feedback").
-    own_strength: float = 5.0
+    own_strength: float = 1.0
 
 
 @dataclass(frozen=True)

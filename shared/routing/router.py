@@ -16,8 +16,8 @@ from ..encoders.base import AsyncEncoder, Encoder
 from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
 from ..index.base import ExampleIndex
 from ..telemetry import span
-from .examples import Neighbour, Neighbours
 from .difficulty import DifficultyModel, load_default
+from .examples import Neighbour, Neighbours
 from .policy import Candidate, PolicyName, rank, rank_unsure
 from .predictor import PredictorParams, predict_qualities
 
@@ -104,7 +104,7 @@ class Router:
         margin: float = 0.04,
         cost_weight: float = 0.05,
         index_timeout_s: float = 2.0,
-        difficulty: DifficultyModel | None | str = _SHIPPED,
+        difficulty: DifficultyModel | str | None = _SHIPPED,
         min_confidence: float = MIN_CONFIDENCE,
     ) -> None:
         self.catalog = catalog
