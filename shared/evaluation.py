@@ -18,6 +18,7 @@ import numpy as np
 from .encoders.base import Encoder
 from .examples.labelled import LabelledExample, read_labelled_csv
 from .index.local import LocalIndex
+from .routing.difficulty import DifficultyModel
 from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
 
 STEPS = 101
@@ -86,35 +87,65 @@ def metrics(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray) -> dict[st
 
 
 class GainScorer:
-    """Scores prompts with the production path: encoder -> LocalIndex -> predictor."""
+    """Scores prompts with the production path: encoder -> LocalIndex -> predictor.
+
+    `strong_keys` / `weak_keys` are the outcome keys that speak for each side, most specific
+    first, as `ModelSpec.label_keys` gives them to the router (a model's own key, then its
+    tier's). Searches are made as `tenant`, so a tenant's own examples are visible."""
 
     STRONG, WEAK = "strong", "weak"
 
-    def __init__(self, encoder: Encoder, params: PredictorParams) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        params: PredictorParams,
+        *,
+        strong_keys: Sequence[str] = ("strong",),
+        weak_keys: Sequence[str] = ("weak",),
+        tenant: str | None = None,
+        use_difficulty: bool = True,
+    ) -> None:
+        self.use_difficulty = use_difficulty
         self.encoder = encoder
         self.params = params
         self.index = LocalIndex(encoder.dim)
         self.priors: dict[str, float] = {}
+        self.strong_keys = tuple(strong_keys)
+        self.weak_keys = tuple(weak_keys)
+        self.tenant = tenant
+        self.difficulty: DifficultyModel | None = None
 
     def fit(self, texts: Sequence[str], strong: np.ndarray, weak: np.ndarray) -> None:
+        s_key, w_key = self.strong_keys[-1], self.weak_keys[-1]
         examples = [
             LabelledExample(
-                content=t, outcomes={self.STRONG: float(s), self.WEAK: float(w)}, source="evaluation", id=f"train-{i}"
+                content=t, outcomes={s_key: float(s), w_key: float(w)}, source="evaluation", id=f"train-{i}"
             )
             for i, (t, s, w) in enumerate(zip(texts, strong, weak, strict=True))
         ]
-        self.index.upsert_sync(examples, self.encoder.encode(list(texts)))
+        self.add(examples, self.encoder.encode(list(texts)))
+        if self.use_difficulty:
+            self.difficulty = DifficultyModel.fit(list(texts), [ex.outcomes for ex in examples])
+
+    def add(self, examples: Sequence[LabelledExample], vectors: np.ndarray) -> None:
+        """Index labelled examples whose vectors are known; the priors come from them."""
+        self.index.upsert_sync(examples, vectors)
         self.priors = outcome_priors([ex.outcomes for ex in examples])
+
+    def prior(self, keys: Sequence[str], per_prompt: dict[str, float]) -> float:
+        """As the router: the prompt-difficulty prior of the model's tier, else the mean outcome."""
+        for source in (per_prompt, self.priors):
+            hit = next((source[k] for k in reversed(keys) if k in source), None)
+            if hit is not None:
+                return hit
+        return 0.5
 
     def score(self, text: str) -> float:
         vec = self.encoder.encode([text])[0]
-        neighbours = self.index.search_sync(vec, self.params.k)
-        est = predict_qualities(
-            neighbours,
-            [(self.STRONG,), (self.WEAK,)],
-            [self.priors[self.STRONG], self.priors[self.WEAK]],
-            self.params,
-        )
+        neighbours = self.index.search_sync(vec, self.params.k, tenant=self.tenant)
+        keys = [self.strong_keys, self.weak_keys]
+        per_prompt = self.difficulty.predict(text) if self.difficulty is not None else {}
+        est = predict_qualities(neighbours, keys, [self.prior(k, per_prompt) for k in keys], self.params)
         return est[0].quality - est[1].quality
 
     def score_all(self, texts: Sequence[str]) -> tuple[np.ndarray, list[float]]:
@@ -128,6 +159,8 @@ class GainScorer:
 
 
 EncoderFactory = Callable[[Sequence[str]], Encoder]
+# what to do with a test split's scores and outcomes (the CLI's --plot draws them)
+CurveSink = Callable[[np.ndarray, np.ndarray, np.ndarray, str], None]
 
 
 def evaluate(
@@ -137,7 +170,7 @@ def evaluate(
     *,
     train_frac: float = 0.5,
     seed: int = 0,
-    plot: Path | None = None,
+    on_curve: CurveSink | None = None,
 ) -> dict[str, Any]:
     """The encoder is built from the training texts only (a fitted encoder learns its idf and
     basis from the examples it will index, as production does from its example set)."""
@@ -156,9 +189,8 @@ def evaluate(
             "k": params.k,
         }
     )
-    if plot is not None:
-        plot_curve(scores, data.strong[test], data.weak[test], plot, title=f"{encoder.name}, apgr {result['apgr']}")
-        result["plot"] = str(plot)
+    if on_curve is not None:
+        on_curve(scores, data.strong[test], data.weak[test], f"{encoder.name}, apgr {result['apgr']}")
     return result
 
 
@@ -190,27 +222,3 @@ def threshold_for(
         "accuracy": round(achieved_acc, 4),
         "quality_vs_strong": round(achieved_acc / float(strong.mean()), 4),
     }
-
-
-def plot_curve(scores: np.ndarray, strong: np.ndarray, weak: np.ndarray, path: Path, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shares, acc = curve(scores, strong, weak)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.plot(shares * 100, acc, label="router", linewidth=2)
-    ax.plot([0, 100], [weak.mean(), strong.mean()], linestyle=":", color="grey", label="random routing")
-    ax.axhline(strong.mean(), color="tab:green", linestyle="--", label=f"strong only ({strong.mean():.3f})")
-    ax.axhline(weak.mean(), color="tab:red", linestyle="--", label=f"weak only ({weak.mean():.3f})")
-    ax.axhline(0.95 * strong.mean(), color="tab:green", linestyle=":", alpha=0.5, label="95% of strong")
-    ax.set_xlabel("strong-model calls (%)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)

@@ -73,3 +73,18 @@ def render() -> tuple[bytes, str]:
         _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+LOW_CONFIDENCE = Counter(
+    "llm_router_low_confidence_decisions_total",
+    "Routing decisions whose confidence was below the router's calibrated level (the labelled "
+    "examples hold nothing close to the prompt), by tenant and policy.",
+    ["tenant", "policy"],
+)
+
+
+def count_low_confidence(tenant: str | None, policy: str, low_confidence: bool) -> None:
+    """Call once per routing decision (the service, after Router.decide): counts the decisions
+    the router was not confident about, so operators see the traffic it does not understand yet."""
+    if low_confidence:
+        LOW_CONFIDENCE.labels(tenant=tenant or "-", policy=policy).inc()

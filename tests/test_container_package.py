@@ -29,7 +29,8 @@ class Blocker(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Blocker())
 import shared
 for info in pkgutil.walk_packages(shared.__path__, "shared."):
-    importlib.import_module(info.name)
+    if not info.name.endswith(".__main__"):  # running a command is not importing it
+        importlib.import_module(info.name)
 import function_app
 functions = function_app.app.get_functions()
 print(len(functions), sorted(f.get_function_name() for f in functions))

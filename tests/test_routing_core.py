@@ -15,7 +15,12 @@ from shared.index.local import LocalIndex
 from shared.routing.policy import Candidate, rank
 from shared.routing.predictor import PredictorParams, outcome_priors, predict_qualities
 from shared.routing.router import Router, RoutingRequest
-from tests.conftest import MMLU_DIR
+from tests.conftest import MMLU_DIR, ROOT
+
+# the labelled data beside the repository (../shared/data), when this checkout has it
+DATA_ROOT = next(
+    (p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared" / "data").is_dir()), ROOT
+)
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 SUBJECTS = ["mmlu_high_school_mathematics.csv", "mmlu_marketing.csv", "mmlu_world_religions.csv"]
@@ -117,12 +122,17 @@ def test_predictor_shrinks_toward_prior_with_little_evidence() -> None:
     assert q_many.evidence == pytest.approx(36.0)
 
 
-def test_predictor_uses_most_specific_outcome_key() -> None:
-    params = PredictorParams(k=10, prior_strength=0.0, similarity_power=1.0)
+def test_predictor_refines_the_tier_estimate_with_the_models_own_outcomes() -> None:
+    """A model's own outcomes are shrunk toward its tier's estimate (own_strength), not used
+    alone: a few own labels nudge it, many take over."""
+    params = PredictorParams(k=10, prior_strength=0.0, similarity_power=1.0, own_strength=2.0)
     nbs = [Neighbour("a", 0.8, {"tier:economy": 0.0, "my-model": 1.0}), Neighbour("b", 0.7, {"tier:economy": 1.0})]
     est = predict_qualities(nbs, [("my-model", "tier:economy"), ("other", "tier:economy")], [0.5, 0.5], params)
-    assert est[0].key == "my-model" and est[0].quality == pytest.approx(1.0)
-    assert est[1].key == "tier:economy" and est[1].quality == pytest.approx(0.7 / 1.5)
+    tier = 0.7 / 1.5
+    assert est[1].key == "tier:economy" and est[1].quality == pytest.approx(tier)
+    assert est[0].key == "my-model" and est[0].quality == pytest.approx((0.8 * 1.0 + 2.0 * tier) / (0.8 + 2.0))
+    many = [Neighbour(str(i), 0.8, {"my-model": 1.0}) for i in range(50)] + nbs[1:]
+    assert predict_qualities(many, [("my-model", "tier:economy")], [0.5], params)[0].quality > 0.95
 
 
 async def test_predicted_gain_tracks_real_outcomes(
@@ -242,7 +252,9 @@ async def test_router_falls_back_to_priors_when_the_index_fails(
         async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> list[Neighbour]:
             raise ConnectionError("index down")
 
-    router = Router(catalog, encoder, BrokenIndex(encoder.dim), priors={"tier:frontier": 0.9, "tier:economy": 0.6})
+    router = Router(
+        catalog, encoder, BrokenIndex(encoder.dim), priors={"tier:frontier": 0.9, "tier:economy": 0.6}, difficulty=None
+    )
     d = await router.decide(RoutingRequest(prompt="hello", policy="quality"))
     assert d.index_status == "index unavailable"
     assert d.chosen.id == "big"
@@ -256,9 +268,17 @@ def test_starter_examples_ship_with_attribution() -> None:
         data / "LICENSE-RouteLLM.txt"
     ).read_text()
     assert "lm-sys/RouteLLM" in (data / "README.md").read_text()
+    readme = (data / "README.md").read_text()
+    for source in ("ZeroEval", "LLMRouter", "Apache", "MIT"):
+        assert source in readme
     rows = list(read_labelled_csv(data / "starter_examples.csv.gz"))
-    assert len(rows) == 14042
-    assert {k for r in rows[:100] for k in r.outcomes} == {"tier:frontier", "tier:economy"}
+    assert len(rows) > 19_000
+    assert {k for r in rows for k in r.outcomes} == {"tier:frontier", "tier:balanced", "tier:economy"}
+    # AlpacaEval (CC BY-NC) is evaluation-only: none of its prompts ships
+    alpaca = DATA_ROOT / "routing-eval" / "alpaca_eval" / "alpaca_eval.csv.gz"
+    if alpaca.exists():
+        shipped = {r.content for r in rows}
+        assert not shipped & {r.content for r in read_labelled_csv(alpaca, model_columns=["gpt-4-turbo-reference"])}
 
 
 async def test_a_tier_without_examples_is_placed_between_the_labelled_tiers(encoder: HashingEncoder) -> None:
@@ -275,7 +295,12 @@ async def test_a_tier_without_examples_is_placed_between_the_labelled_tiers(enco
     index = LocalIndex(encoder.dim)
     await index.upsert([easy, hard], encoder.encode([easy.content, hard.content]))
     router = Router(
-        catalog, encoder, index, priors={"tier:frontier": 0.8, "tier:economy": 0.7}, params=PredictorParams(k=1)
+        catalog,
+        encoder,
+        index,
+        priors={"tier:frontier": 0.8, "tier:economy": 0.7},
+        params=PredictorParams(k=1),
+        difficulty=None,
     )
     quality = {}
     for ex in (easy, hard):
@@ -290,3 +315,43 @@ async def test_a_tier_without_examples_is_placed_between_the_labelled_tiers(enco
         quality[hard.content]["big"] - quality[hard.content]["small"]
         > quality[easy.content]["big"] - quality[easy.content]["small"]
     )
+
+
+def test_an_unknown_prompt_is_low_confidence_and_goes_to_the_cheapest_model(
+    router_parts: tuple[Catalog, LocalIndex], encoder: HashingEncoder
+) -> None:
+    """No labelled neighbour at all: the router says so and, outside the quality policy, takes
+    the cheapest eligible model instead of trusting priors that favour the priciest."""
+    catalog, index = router_parts
+    router = Router(catalog, encoder, index, priors={"tier:frontier": 0.9, "tier:economy": 0.6})
+
+    async def run() -> None:
+        d = await router.decide(RoutingRequest(prompt="hi", policy="balanced"))
+        assert d.low_confidence and d.confidence == 0.0
+        assert d.chosen.id == "small"
+        body = d.public()
+        assert body["low_confidence"] is True and "low" in str(body["confidence_reason"])
+        assert body["reason"].startswith("low confidence")
+        q = await router.decide(RoutingRequest(prompt="hi", policy="quality"))
+        assert q.low_confidence and q.chosen.id == "big"
+
+    import asyncio
+
+    asyncio.run(run())
+
+
+def test_difficulty_prior_keeps_tiers_in_order_and_is_learned() -> None:
+    from shared.routing.difficulty import DifficultyModel
+
+    texts = ["short one", "x = 3 + 4 * y^2, solve for y " * 5, "what is it", "def f(x):\n    return x ** 2 + 1\n" * 4]
+    outcomes = [
+        {"tier:frontier": 1.0, "tier:economy": 1.0},
+        {"tier:frontier": 1.0, "tier:economy": 0.0},
+        {"tier:frontier": 1.0, "tier:economy": 1.0},
+        {"tier:frontier": 1.0, "tier:economy": 0.0},
+    ] * 10
+    model = DifficultyModel.fit(texts * 10, outcomes)
+    easy, hard = model.predict("what is that"), model.predict("y = 5 * x^2 + 3, solve for x " * 5)
+    assert hard["tier:frontier"] - hard["tier:economy"] > easy["tier:frontier"] - easy["tier:economy"]
+    for p in (easy, hard, model.predict("")):
+        assert p["tier:economy"] <= p["tier:frontier"]

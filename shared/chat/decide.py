@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..auth.base import Principal
 from ..circuit.base import CircuitBreaker
 from ..config import Settings
-from ..metrics import DECISION_MS
+from ..metrics import DECISION_MS, count_low_confidence
 from ..routing.policy import PolicyName
 from ..routing.router import Decision, Router, RoutingRequest
 from ..schemas import POLICY_ALIASES, ChatCompletionRequest
@@ -48,6 +48,7 @@ class Decider:
             rreq = routing_request(self.settings, req, principal)
             decision = await self.router.decide(rreq, open_circuits=await self.circuit.open_models())
             DECISION_MS.observe(decision.decision_ms)
+            count_low_confidence(rreq.tenant, decision.policy, decision.low_confidence)
             top = decision.ranked[0]
             span.set_attributes(
                 {
@@ -59,6 +60,7 @@ class Decider:
                     "llm_router.decision_ms": round(decision.decision_ms, 3),
                     "llm_router.index_status": decision.index_status,
                     "llm_router.neighbours": len(decision.neighbours),
+                    "llm_router.confidence": round(decision.confidence, 3),
                 }
             )
             return decision

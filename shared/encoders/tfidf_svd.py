@@ -29,7 +29,7 @@ import numpy as np
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-def _hashes(text: str, ngram_max: int) -> list[int]:
+def ngram_hashes(text: str, ngram_max: int) -> list[int]:
     tokens = _TOKEN.findall(text.lower())
     crc = zlib.crc32
     out = [crc(t.encode()) for t in tokens]
@@ -64,7 +64,7 @@ class TfidfSvdEncoder:
     # -- request time ---------------------------------------------------------------------------
     def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """The L2-normalised tf-idf row of one text: (bucket indices, weights)."""
-        h = np.asarray(_hashes(text, self.ngram_max), dtype=np.uint32) & self._mask
+        h = np.asarray(ngram_hashes(text, self.ngram_max), dtype=np.uint32) & self._mask
         buckets, counts = np.unique(h, return_counts=True)
         weights = (1.0 + np.log(counts)) * self.idf[buckets]
         norm = float(np.sqrt(weights @ weights))
@@ -86,56 +86,6 @@ class TfidfSvdEncoder:
         return np.stack([self.encode_one(t) for t in texts])
 
     # -- state ------------------------------------------------------------------------------------
-    @classmethod
-    def fit(
-        cls,
-        texts: Sequence[str],
-        *,
-        dim: int = 128,
-        n_bits: int = 18,
-        ngram_max: int = 2,
-        max_vocab: int = 32_768,
-        min_df: int = 2,
-        seed: int = 0,
-    ) -> TfidfSvdEncoder:
-        """Learn idf and the SVD basis from example texts (needs scipy and scikit-learn)."""
-        import scipy.sparse as sp
-        from sklearn.utils.extmath import randomized_svd
-
-        n_buckets = 1 << n_bits
-        mask = np.uint32(n_buckets - 1)
-        rows = [np.unique(np.asarray(_hashes(t, ngram_max), dtype=np.uint32) & mask, return_counts=True) for t in texts]
-        df = np.zeros(n_buckets, dtype=np.float64)
-        for buckets, _ in rows:
-            df[buckets] += 1
-        n = len(texts)
-        idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
-        kept = np.flatnonzero(df >= min_df)
-        if len(kept) > max_vocab:
-            kept = kept[np.argsort(-df[kept], kind="stable")[:max_vocab]]
-        kept = np.sort(kept)
-        # the tf-idf matrix over all buckets (for the row norms), restricted to the kept columns
-        indptr, indices, data = [0], [], []
-        for buckets, counts in rows:
-            w = (1.0 + np.log(counts)) * idf[buckets]
-            norm = np.sqrt(w @ w)
-            indices.append(buckets.astype(np.int64))
-            data.append((w / norm if norm > 0 else w).astype(np.float32))
-            indptr.append(indptr[-1] + len(buckets))
-        matrix = sp.csr_matrix(
-            (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)), shape=(n, n_buckets)
-        )[:, kept]
-        k = min(dim, max(1, min(matrix.shape) - 1))
-        _, _, vt = randomized_svd(matrix, k, n_iter=5, random_state=seed)
-        # the state is kept in float16 (half the size); fitting returns exactly what load() gives
-        return cls(
-            idf=idf.astype(np.float16),
-            kept_buckets=kept,
-            components=vt.T.astype(np.float16),
-            n_bits=n_bits,
-            ngram_max=ngram_max,
-        )
-
     def save(self, path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(

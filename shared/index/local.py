@@ -98,6 +98,7 @@ class LocalIndex:
             self._matrix = np.zeros((0, self.dim), dtype=np.float32, order="F")
         self._tenants = np.array([ex.tenant for ex in self._examples], dtype=object)
         self._has_tenants = any(t is not None for t in self._tenants)
+        self._visible_cache: dict[str | None, np.ndarray] = {}
         self._ids = np.array([ex.id for ex in self._examples], dtype=object)
         self._weights = np.array([ex.weight for ex in self._examples], dtype=np.float64)
         self._keys = sorted({k for ex in self._examples for k in ex.outcomes})
@@ -146,8 +147,7 @@ class LocalIndex:
                 return found
         sims = self.similarities(query)
         if self._has_tenants:
-            visible = (self._tenants == None) | (self._tenants == tenant)  # noqa: E711
-            sims = np.where(visible, sims, -np.inf)
+            sims = np.where(self._visible(tenant), sims, -np.inf)
         k = min(k, n)
         top = np.argpartition(-sims, k - 1)[:k] if k < n else np.arange(n)
         # ties: lower position first, so results are deterministic
@@ -155,14 +155,24 @@ class LocalIndex:
         top = top[sims[top] > -np.inf]
         return Neighbours(self._ids[top], sims[top], self._weights[top], self._keys, self._outcomes[top])
 
+    def _visible(self, tenant: str | None) -> np.ndarray:
+        """Which rows `tenant` may see (shared ones and its own), computed once per tenant per
+        refresh: comparing an object array on every search costs more than the search."""
+        mask = self._visible_cache.get(tenant)
+        if mask is None:
+            mask = (self._tenants == None) | (self._tenants == tenant)  # noqa: E711
+            if len(self._visible_cache) > 256:
+                self._visible_cache.clear()
+            self._visible_cache[tenant] = mask
+        return mask
+
     def _search_approximate(self, query: np.ndarray, k: int, tenant: str | None) -> Neighbours | None:
         """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
         assert self._ann is not None
         per_k = _CANDIDATES_PER_K_TENANTS if self._has_tenants else _CANDIDATES_PER_K
         cand = np.sort(self._ann.search(query, per_k * k))
         if self._has_tenants:
-            tenants = self._tenants[cand]
-            cand = cand[(tenants == None) | (tenants == tenant)]  # noqa: E711
+            cand = cand[self._visible(tenant)[cand]]
             if len(cand) < k:
                 return None
         sims = self._matrix[cand] @ query

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 import psycopg
 
 from ..config import secret_value
-from ..store.db import load_migrations
+from ..store.db import applied_versions, load_migrations
 from .base import CheckResult, Environment, describe, failed, is_loopback, passed, skipped
 
 NAME = "postgres"
@@ -46,12 +46,7 @@ class PostgresCheck:
                     f"connected to {host} without TLS",
                     "add sslmode=require to DATABASE_URL (Azure Database for PostgreSQL requires it)",
                 )
-            cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-            row = await cur.fetchone()
-            done: set[int] = set()
-            if row and row[0]:
-                cur = await conn.execute("SELECT version FROM schema_migrations")
-                done = {int(r[0]) for r in await cur.fetchall()}
+            done = await applied_versions(conn)
         finally:
             await conn.close()
         pending = [m.name for m in load_migrations() if m.version not in done]

@@ -25,6 +25,7 @@ class Candidate:
     evidence: float
     estimated_cost_usd: float
     excluded: str | None = None
+    confidence: float = 0.0
     score: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -39,6 +40,7 @@ class Candidate:
             "tier": self.model.tier,
             "predicted_quality": round(self.predicted_quality, 4),
             "evidence": round(self.evidence, 2),
+            "confidence": round(self.confidence, 3),
             "estimated_cost_usd": round(self.estimated_cost_usd, 8),
             "latency_ms_p50": self.model.latency_ms_p50,
             "score": round(self.score, 4),
@@ -92,3 +94,23 @@ def rank(
     ordered = sorted(pool, key=lambda c: (-c.score, c.estimated_cost_usd, c.model.id))
     ordered[0].notes.append("best quality for its cost")
     return ordered
+
+
+def rank_unsure(candidates: list[Candidate], policy: PolicyName) -> list[Candidate]:
+    """The ranking when the router's confidence is low: the predicted differences between models
+    are not trusted, so the cheapest (latency: fastest) eligible model comes first and the rest
+    follow by predicted quality, as fallbacks."""
+    pool = [c for c in candidates if c.eligible]
+    if not pool:
+        return []
+
+    def axis(c: Candidate) -> float:
+        return c.model.latency_ms_p50 if policy == "latency" else c.estimated_cost_usd
+
+    first = min(pool, key=lambda c: (axis(c), -c.predicted_quality, c.model.id))
+    rest = sorted((c for c in pool if c is not first), key=lambda c: (-c.predicted_quality, axis(c), c.model.id))
+    word = "fastest" if policy == "latency" else "cheapest"
+    first.notes.insert(0, f"low confidence: {word} eligible model")
+    for c in [first, *rest]:
+        c.score = -axis(c) if c is first else c.predicted_quality
+    return [first, *rest]

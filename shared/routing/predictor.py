@@ -29,6 +29,11 @@ class PredictorParams:
     k: int = 200
     prior_strength: float = 20.0
     similarity_power: float = 2.0
+    # A model's own outcomes (feedback naming the model that answered, usually a tenant's own
+    # prompts) are shrunk toward its tier's estimate with this many pseudo-examples, not
+    # replaced by nothing: a few own labels nudge the tier estimate, many take over
+    # (docs/routing-quality.md, "Learning from feedback").
+    own_strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class QualityEstimate:
     quality: float
     evidence: float  # similarity mass of the neighbours behind the estimate
     key: str | None  # which outcome key spoke for the model (None: prior only)
+
+    def confidence(self, params: PredictorParams) -> float:
+        """Share of the estimate that comes from neighbours rather than the prior, 0..1."""
+        return self.evidence / (self.evidence + params.prior_strength) if self.evidence > 0 else 0.0
 
 
 def predict_qualities(
@@ -45,20 +54,26 @@ def predict_qualities(
     params: PredictorParams,
 ) -> list[QualityEstimate]:
     """One estimate per model; `label_keys[i]` are the outcome keys that speak for model i,
-    most specific first (a model's own outcomes, then its tier's)."""
+    most specific first (a model's own outcomes, then its tier's).
+
+    The most general key with evidence is shrunk toward the prior by `prior_strength`; each
+    more specific key is then shrunk toward that estimate by `own_strength`, so a model's own
+    outcomes refine its tier's evidence instead of discarding it."""
     nbs = Neighbours.of(neighbours)
     mass, weighted = evidence_by_key(nbs, params.similarity_power)
     out: list[QualityEstimate] = []
     for keys, prior in zip(label_keys, priors, strict=True):
-        est = QualityEstimate(quality=float(prior), evidence=0.0, key=None)
-        for key in keys:
+        q, evidence, used = float(prior), 0.0, None
+        for key in reversed(keys):
             j = nbs.key_index.get(key)
-            if j is not None and mass[j] > 0.0:
-                w_sum = float(mass[j])
-                q = (float(weighted[j]) + params.prior_strength * prior) / (w_sum + params.prior_strength)
-                est = QualityEstimate(quality=q, evidence=w_sum, key=key)
-                break
-        out.append(est)
+            if j is None or mass[j] <= 0.0:
+                continue
+            strength = params.prior_strength if used is None else params.own_strength
+            w_sum = float(mass[j])
+            q = (float(weighted[j]) + strength * q) / (w_sum + strength)
+            evidence += w_sum
+            used = key
+        out.append(QualityEstimate(quality=q, evidence=evidence, key=used))
     return out
 
 

@@ -17,13 +17,20 @@ from ..encoders.base import AsyncEncoder, Encoder
 from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
 from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
-from .policy import Candidate, PolicyName, rank
+from .difficulty import DifficultyModel, load_default
+from .policy import Candidate, PolicyName, rank, rank_unsure
 from .predictor import PredictorParams, predict_qualities
 
 log = logging.getLogger(__name__)
 
 # When the caller sets no max_tokens, cost is estimated for an answer of this many tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
+# Below this confidence (the share of the quality estimate that comes from labelled neighbours
+# rather than the prior, predictor.QualityEstimate.confidence) the router does not trust the
+# estimate's differences between models: cost, balanced and latency take the cheapest (fastest)
+# eligible model. Calibrated on leave-one-source-out data (docs/routing-quality.md, "Confidence").
+MIN_CONFIDENCE = 0.25
+_SHIPPED = "shipped"
 
 
 @dataclass
@@ -52,6 +59,9 @@ class Decision:
     decision_ms: float
     index_status: str = "ok"
     vector: np.ndarray | None = field(default=None, repr=False)
+    confidence: float = 1.0
+    confidence_reason: str = ""
+    low_confidence: bool = False
 
     @property
     def fallbacks(self) -> list[ModelSpec]:
@@ -75,6 +85,9 @@ class Decision:
                 {"id": i, "similarity": round(float(s), 4)} for i, s in zip(nbs.ids, nbs.similarities, strict=True)
             ],
             "index": self.index_status,
+            "confidence": round(self.confidence, 3),
+            "low_confidence": self.low_confidence,
+            "confidence_reason": self.confidence_reason,
             "decision_ms": round(self.decision_ms, 3),
         }
 
@@ -100,6 +113,8 @@ class Router:
         margin: float = 0.04,
         cost_weight: float = 0.05,
         index_timeout_s: float = 2.0,
+        difficulty: DifficultyModel | str | None = _SHIPPED,
+        min_confidence: float = MIN_CONFIDENCE,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
@@ -109,13 +124,19 @@ class Router:
         self.margin = margin
         self.cost_weight = cost_weight
         self.index_timeout_s = index_timeout_s
+        # the per-prompt prior of each tier (difficulty.py); the shipped one unless told otherwise
+        self.difficulty: DifficultyModel | None = load_default() if isinstance(difficulty, str) else difficulty
+        self.min_confidence = min_confidence
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
 
-    def prior_for(self, model: ModelSpec) -> float:
-        for key in model.label_keys:
-            if key in self.priors:
-                return self.priors[key]
+    def prior_for(self, model: ModelSpec, per_prompt: dict[str, float] | None = None) -> float:
+        """The prompt-difficulty prior of the model's tier when there is one, else the mean
+        outcome of its keys over the examples, else the catalog's quality_prior."""
+        for source in (per_prompt or {}, self.priors):
+            for key in model.label_keys:
+                if key in source:
+                    return source[key]
         return model.quality_prior
 
     async def encode(self, text: str) -> np.ndarray:
@@ -162,12 +183,17 @@ class Router:
                 index_status = "index unavailable"
             else:
                 neighbours, index_status = await self.neighbours(vector, req.tenant)
-        self._predict(candidates, neighbours, index_status)
+        per_prompt = self.difficulty.predict(req.prompt) if self.difficulty is not None and len(live) > 1 else {}
+        self._predict(candidates, neighbours, index_status, per_prompt)
         if req.min_quality is not None:
             for c in candidates:
                 if c.eligible and c.predicted_quality < req.min_quality:
                     c.excluded = f"predicted quality {c.predicted_quality:.3f} below min_quality {req.min_quality}"
-        ranked = rank(candidates, req.policy, margin=self.margin, cost_weight=self.cost_weight)
+        confidence, why, unsure = self._confidence(candidates, len(live), index_status)
+        if unsure and req.policy != "quality":
+            ranked = rank_unsure(candidates, req.policy)
+        else:
+            ranked = rank(candidates, req.policy, margin=self.margin, cost_weight=self.cost_weight)
         if not ranked:
             reasons = "; ".join(f"{c.model.id}: {c.excluded}" for c in candidates) or "empty catalog"
             raise NoEligibleModel(f"No model satisfies this request's constraints ({reasons}).")
@@ -180,6 +206,32 @@ class Router:
             decision_ms=(time.perf_counter() - t0) * 1000,
             index_status=index_status,
             vector=vector,
+            confidence=confidence,
+            confidence_reason=why,
+            low_confidence=unsure,
+        )
+
+    def _confidence(self, candidates: Sequence[Candidate], live: int, index_status: str) -> tuple[float, str, bool]:
+        """The decision's confidence: the best-evidenced model's share of neighbour evidence."""
+        if live <= 1:
+            return 1.0, "one eligible model: nothing to predict", False
+        conf = max((c.confidence for c in candidates if c.eligible), default=0.0)
+        if index_status != "ok":  # an outage is not the prompt's fault: the policy runs on the priors
+            return conf, f"{index_status}: routed on the per-prompt priors", False
+        if conf < self.min_confidence:
+            return (
+                conf,
+                (
+                    f"low: confidence {conf:.2f} below {self.min_confidence:.2f}, the labelled examples hold "
+                    "nothing close to this prompt; the cheapest eligible model is chosen (quality policy: the "
+                    "highest prior)"
+                ),
+                True,
+            )
+        return (
+            conf,
+            f"confidence {conf:.2f}: {conf / (1 - conf) * self.params.prior_strength:.1f} similarity-weighted examples",
+            False,
         )
 
     # -- steps ----------------------------------------------------------------------------
@@ -210,33 +262,43 @@ class Router:
         c.excluded = _exclusion(model, req, open_circuits, out_tokens, cost)
         return c
 
-    def _predict(self, candidates: Sequence[Candidate], neighbours: Sequence[Neighbour], index_status: str) -> None:
+    def _predict(
+        self,
+        candidates: Sequence[Candidate],
+        neighbours: Sequence[Neighbour],
+        index_status: str,
+        per_prompt: dict[str, float],
+    ) -> None:
         estimates = predict_qualities(
             neighbours,
             [c.model.label_keys for c in candidates],
-            [self.prior_for(c.model) for c in candidates],
+            [self.prior_for(c.model, per_prompt) for c in candidates],
             self.params,
         )
-        anchors = self._tier_anchors(neighbours)
+        anchors = self._tier_anchors(neighbours, per_prompt)
         for c, est in zip(candidates, estimates, strict=True):
             c.predicted_quality = est.quality
             c.evidence = est.evidence
+            c.confidence = est.confidence(self.params)
             if est.key is None and anchors is not None:
                 # no outcomes of its own or of its tier: place the model between the economy and
                 # frontier estimates for this prompt, where its prior places it between their priors
                 (q_low, p_low), (q_high, p_high) = anchors
-                t = (self.prior_for(c.model) - p_low) / (p_high - p_low)
+                t = min(1.0, max(0.0, (self.prior_for(c.model, per_prompt) - p_low) / (p_high - p_low)))
                 c.predicted_quality = min(1.0, max(0.0, q_low + t * (q_high - q_low)))
                 c.notes.append("interpolated between the economy and frontier tiers")
             elif est.key is None:
                 c.notes.append("index unavailable" if index_status != "ok" else "prior only")
 
-    def _tier_anchors(self, neighbours: Sequence[Neighbour]) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    def _tier_anchors(
+        self, neighbours: Sequence[Neighbour], per_prompt: dict[str, float]
+    ) -> tuple[tuple[float, float], tuple[float, float]] | None:
         """Per-prompt estimates and priors of the economy and frontier tiers, when both exist."""
         keys = ("tier:economy", "tier:frontier")
-        if not neighbours or any(k not in self.priors for k in keys):
+        source = per_prompt if all(k in per_prompt for k in keys) else self.priors
+        if not neighbours or any(k not in source for k in keys):
             return None
-        priors = [self.priors[k] for k in keys]
+        priors = [source[k] for k in keys]
         if priors[1] - priors[0] <= 1e-6:
             return None
         low, high = predict_qualities(neighbours, [(k,) for k in keys], priors, self.params)

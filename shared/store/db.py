@@ -95,6 +95,16 @@ async def unavailable_as(what: str) -> AsyncIterator[None]:
         raise StoreUnavailable(f"The {what} database is unavailable; try again shortly.") from exc
 
 
+async def applied_versions(conn: AsyncConnection[TupleRow]) -> set[int]:
+    """The migration versions a database has (none when it was never migrated)."""
+    cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return set()
+    cur = await conn.execute("SELECT version FROM schema_migrations")
+    return {int(r[0]) for r in await cur.fetchall()}
+
+
 class Database:
     """An async connection pool that opens without waiting, so the app starts with Postgres down."""
 

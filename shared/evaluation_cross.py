@@ -1,0 +1,238 @@
+"""Cross-domain evaluation and learning curves (issue #13; docs/routing-quality.md).
+
+- `cross_domain`: labelled examples from some sources (the shipped starter set, or files) are
+  the router's examples; every row of each test file is scored.
+- `learning_curve`: each test file is split 50/50 (seeded); the first N rows of the first half
+  are added to the examples the way production adds feedback-labelled examples (the
+  `FeedbackExamples` pipeline: one example per answered request, owned by the tenant, its
+  outcome stored under the id of the catalog model that answered); the second half is scored.
+
+The training side stands for the catalog's tiers: its strong outcome is `tier:frontier` and its
+weak outcome `tier:economy` (the starter set is labelled that way already). The test side's
+strong and weak columns stand for two catalog models, a frontier-tier and an economy-tier one,
+so scoring uses their label keys exactly as the router does: the model's own key, then its
+tier's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache.memory import MemoryCache
+from .catalog import Catalog, ModelSpec
+from .config import Settings
+from .encoders.base import Encoder
+from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, split
+from .examples.feedback_loop import FeedbackExamples
+from .examples.labelled import LabelledExample, read_labelled_csv
+from .examples.prompt_store import PromptStore
+from .routing.difficulty import DifficultyModel, load_default
+from .routing.predictor import PredictorParams
+from .store.feedback import FeedbackRow, MemoryFeedbackSource
+
+FRONTIER, ECONOMY = "tier:frontier", "tier:economy"
+EVAL_TENANT = "evaluation"
+
+
+@dataclass
+class TrainSet:
+    examples: list[LabelledExample]
+    vectors: np.ndarray
+    encoder: Encoder
+    difficulty: DifficultyModel | None = None
+
+
+def load_train(
+    paths: Sequence[Path] | None,
+    strong: str,
+    weak: str,
+    make_encoder: EncoderFactory,
+    starter: tuple[Path, Encoder] | None,
+) -> TrainSet:
+    """`paths` None: the shipped starter examples and the shipped encoder state. Otherwise the
+    files' `strong`/`weak` columns (or, for files in the starter format, their tier columns)
+    become frontier/economy outcomes, and the encoder is fitted on their texts."""
+    if paths is None:
+        if starter is None:
+            raise ValueError("no training files and no starter set")
+        path, encoder = starter
+        examples = list(read_labelled_csv(path, source="starter"))
+        difficulty = load_default()
+    else:
+        examples, weights = [], []
+        for p in sorted(paths, key=str):
+            rows = _tier_examples(Path(p), strong, weak)
+            examples.extend(rows)
+            weights.extend([1.0 / max(len(rows), 1)] * len(rows))  # every source counts the same
+        encoder = make_encoder([ex.content for ex in examples])
+        difficulty = DifficultyModel.fit(
+            [ex.content for ex in examples], [ex.outcomes for ex in examples], sample_weight=weights
+        )
+    if not examples:
+        raise ValueError("no training examples")
+    return TrainSet(examples, encoder.encode([ex.content for ex in examples]), encoder, difficulty)
+
+
+def _tier_examples(path: Path, strong: str, weak: str) -> list[LabelledExample]:
+    try:
+        rows = list(read_labelled_csv(path, model_columns=[strong, weak], rename={strong: FRONTIER, weak: ECONOMY}))
+    except ValueError:  # no such columns: a file in the starter format, labelled by tier already
+        rows = list(read_labelled_csv(path))
+    return [ex for ex in rows if FRONTIER in ex.outcomes and ECONOMY in ex.outcomes]
+
+
+def tier_models(catalog: Catalog) -> tuple[ModelSpec, ModelSpec]:
+    """The catalog models the test columns stand for: the first enabled frontier and economy ones."""
+    frontier = next(m for m in catalog.enabled() if m.tier == "frontier")
+    economy = next(m for m in catalog.enabled() if m.tier == "economy")
+    return frontier, economy
+
+
+def _scorer(train: TrainSet, params: PredictorParams, models: tuple[ModelSpec, ModelSpec]) -> GainScorer:
+    scorer = GainScorer(
+        train.encoder, params, strong_keys=models[0].label_keys, weak_keys=models[1].label_keys, tenant=EVAL_TENANT
+    )
+    scorer.add(train.examples, train.vectors)
+    scorer.difficulty = train.difficulty
+    return scorer
+
+
+def _result(scorer: GainScorer, data: Dataset, rows: np.ndarray) -> dict[str, Any]:
+    scores, times = scorer.score_all([data.texts[i] for i in rows])
+    out: dict[str, Any] = metrics(scores, data.strong[rows], data.weak[rows])
+    out["n_test"] = len(rows)
+    out["decision_ms_p50"] = round(float(np.percentile(times, 50)), 4)
+    return out
+
+
+def cross_domain(
+    train: TrainSet, test: Path, strong: str, weak: str, params: PredictorParams, models: tuple[ModelSpec, ModelSpec]
+) -> dict[str, Any]:
+    data = load_dataset([test], strong, weak)
+    out = {"test": str(test), **_result(_scorer(train, params, models), data, np.arange(len(data.texts)))}
+    out["n_train"] = len(train.examples)
+    return out
+
+
+def parse_learn(values: Sequence[str]) -> list[int | None]:
+    """`--learn 0 100 300 all` -> [0, 100, 300, None] (None: the whole first half)."""
+    out: list[int | None] = []
+    for v in values:
+        if v.lower() == "all":
+            out.append(None)
+        elif v.isdigit():
+            out.append(int(v))
+        else:
+            raise ValueError(f"--learn wants whole numbers or 'all', got {v!r}")
+    return out
+
+
+def learning_curve(
+    train: TrainSet,
+    test: Path,
+    strong: str,
+    weak: str,
+    params: PredictorParams,
+    models: tuple[ModelSpec, ModelSpec],
+    learn: Sequence[int | None],
+    *,
+    judge_noise: float = 0.0,
+    seed: int = 0,
+    make_encoder: EncoderFactory | None = None,
+) -> list[dict[str, Any]]:
+    data = load_dataset([test], strong, weak)
+    pool, held = split(len(data.texts), 0.5, seed)
+    labels = _noisy_labels(data, pool, judge_noise, seed)
+    lines = []
+    for n in learn:
+        rows = pool if n is None else pool[: min(n, len(pool))]
+        scorer = _scorer(train, params, models)
+        asyncio.run(add_feedback(scorer, data, rows, labels, models))
+        out = {"test": str(test), "learned": len(rows), "judge_noise": judge_noise, **_result(scorer, data, held)}
+        out["n_train"] = len(train.examples)
+        if n is None and make_encoder is not None:
+            out["in_domain_only_apgr"] = in_domain_only(data, pool, held, params, make_encoder)
+        lines.append(out)
+    return lines
+
+
+def _noisy_labels(data: Dataset, pool: np.ndarray, share: float, seed: int) -> dict[str, np.ndarray]:
+    """The learned rows' labels, with a share of them flipped (y -> 1 - y) as a wrong judge would."""
+    strong, weak = data.strong.copy(), data.weak.copy()
+    if share > 0:
+        rng = np.random.default_rng(seed + 1)
+        cells = [(side, i) for i in pool for side in (0, 1)]
+        for j in rng.choice(len(cells), size=round(share * len(cells)), replace=False):
+            side, i = cells[j]
+            arr = strong if side == 0 else weak
+            arr[i] = 1.0 - arr[i]
+    return {"strong": strong, "weak": weak}
+
+
+async def add_feedback(
+    scorer: GainScorer,
+    data: Dataset,
+    rows: np.ndarray,
+    labels: dict[str, np.ndarray],
+    models: tuple[ModelSpec, ModelSpec],
+) -> int:
+    """Each learned row is two answered requests (one per model) with feedback on each, run
+    through the production feedback -> examples pipeline into the scorer's index."""
+
+    settings = Settings(feedback_to_examples=True, store_prompt_text=True, store_prompt_text_tenants="*")
+    source = MemoryFeedbackSource()
+    feeder = FeedbackExamples(
+        settings, source, PromptStore(MemoryCache(max_entries=4 * len(rows) + 16), 3600), scorer.index, scorer.encoder
+    )
+    n = 0
+    for i in rows:
+        for side, model in (("strong", models[0]), ("weak", models[1])):
+            n += 1
+            request_id = f"eval-{i}-{side}"
+            await feeder.remember(request_id, EVAL_TENANT, data.texts[i], None)
+            source.add(FeedbackRow(n, request_id, EVAL_TENANT, float(labels[side][i]), model.id))
+    result = await feeder.process(limit=max(1, n))
+    return result.examples
+
+
+def in_domain_only(
+    data: Dataset, pool: np.ndarray, held: np.ndarray, params: PredictorParams, make_encoder: EncoderFactory
+) -> float:
+    """APGR of the router whose only examples are the learned half (the `--data` router)."""
+    encoder = make_encoder([data.texts[i] for i in pool])
+    scorer = GainScorer(encoder, params)
+    scorer.fit([data.texts[i] for i in pool], data.strong[pool], data.weak[pool])
+    scores, _ = scorer.score_all([data.texts[i] for i in held])
+    apgr = metrics(scores, data.strong[held], data.weak[held])["apgr"]
+    return float(apgr or 0.0)
+
+
+def evaluate_file(
+    train: TrainSet,
+    test: Path,
+    args: Any,
+    params: PredictorParams,
+    models: tuple[ModelSpec, ModelSpec],
+    make_encoder: EncoderFactory,
+) -> list[dict[str, Any]]:
+    """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed)."""
+    if not args.learn:
+        return [cross_domain(train, test, args.strong, args.weak, params, models)]
+    return learning_curve(
+        train,
+        test,
+        args.strong,
+        args.weak,
+        params,
+        models,
+        parse_learn(args.learn),
+        judge_noise=args.judge_noise,
+        seed=args.seed,
+        make_encoder=make_encoder,
+    )
