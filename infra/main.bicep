@@ -19,13 +19,13 @@ targetScope = 'resourceGroup'
 // Parameters
 // ---------------------------------------------------------------------------------------------
 
-@description('Azure region for every resource created here.')
 @description('NCRONTAB schedule of the Weaviate backup check (seconds first).')
 param backupCheckSchedule string = '0 0 */6 * * *'
 
 @description('NCRONTAB schedule of the feedback-to-examples worker.')
 param feedbackExamplesSchedule string = '0 */5 * * * *'
 
+@description('Azure region for every resource created here.')
 param location string = resourceGroup().location
 
 @description('Lower-case letters and digits only; prefixes resource names (the registry name allows no dashes).')

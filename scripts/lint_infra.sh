@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint what ships the app: Dockerfile, Bicep, GitHub workflow and YAML.
+# Lint what ships the app: Dockerfile, Bicep (our own checker, then checkov), GitHub workflow and YAML.
 #
 #   bash scripts/lint_infra.sh
 #
@@ -120,6 +120,16 @@ run_yamllint() {
     echo "yamllint $version: ${files[*]} clean"
 }
 
+# What checkov does not check and `az bicep build` would reject: duplicate or misplaced decorators,
+# duplicate names, undeclared references, module parameters (scripts/bicep_lint.py, stdlib only).
+run_bicep_lint() {
+    if ! "$PYTHON" scripts/bicep_lint.py infra >"$WORK/bicep_lint.out" 2>&1; then
+        cat "$WORK/bicep_lint.out" >&2
+        fail "bicep_lint: findings in infra/"
+    fi
+    cat "$WORK/bicep_lint.out"
+}
+
 # A real Bicep compile when a standalone bicep CLI is on PATH (not installable from PyPI or
 # npm here; `az bicep` would try to download it). checkov above parses the Bicep either way.
 run_bicep_build() {
@@ -137,6 +147,7 @@ run_bicep_build() {
     echo "bicep $(bicep --version 2>/dev/null | awk '{print $4}'): infra compiles"
 }
 
+run_bicep_lint
 ensure_tools
 run_hadolint
 run_checkov bicep -d infra --framework bicep
