@@ -138,6 +138,10 @@ class VertexProvider:
             )
         from google.auth import exceptions as auth_exceptions
 
+        from .vertex_wif import WorkloadIdentityError
+
+        if isinstance(exc, WorkloadIdentityError):  # already says which hop failed and what to fix
+            return UpstreamUnavailable(f"{model.id}: {exc}", model=model.id)
         if isinstance(exc, auth_exceptions.GoogleAuthError):
             return UpstreamUnavailable(
                 f"{model.id}: no usable Google credentials ({type(exc).__name__}: {exc}); set "

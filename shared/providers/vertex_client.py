@@ -133,11 +133,16 @@ def new_client(
 
 
 def project_and_credentials(settings: Settings, credentials: Any = None) -> tuple[str, Any]:
-    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else ADC (None)."""
+    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else workload
+    identity federation from Azure (VERTEX_WIF_*, vertex_wif.py), else ADC (None)."""
     if not settings.google_cloud_project_id:
         raise ProviderNotConfigured("Vertex AI needs GOOGLE_CLOUD_PROJECT_ID.")
     if credentials is None:
         credentials = credentials_from_json(secret_value(settings.google_application_credentials_json))
+    if credentials is None:
+        from .vertex_wif import credentials_from_settings
+
+        credentials = credentials_from_settings(settings)
     return settings.google_cloud_project_id, credentials
 
 
