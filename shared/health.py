@@ -7,6 +7,7 @@ A probe is a coroutine returning a DependencyStatus; backends register theirs in
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -79,6 +80,13 @@ async def check_all(ctx: AppContext) -> dict[str, DependencyStatus]:
     return out
 
 
+def _failing_protocols(detail: str) -> str:
+    """' (REST failing)', ' (gRPC failing)' or '' from a probe's detail: which side of Weaviate
+    fails, without the hosts (readiness is anonymous)."""
+    failing = re.findall(r"\b(REST|gRPC) \S+(?: \(TLS\))? failing", detail)
+    return f" ({' and '.join(failing)} failing)" if failing else ""
+
+
 def overall(statuses: dict[str, DependencyStatus]) -> str:
     if any(s.status == "down" and s.critical for s in statuses.values()):
         return "down"
@@ -102,9 +110,16 @@ async def health_report(ctx: AppContext) -> dict[str, Any]:
 
 async def readiness(ctx: AppContext) -> tuple[str, list[str]]:
     statuses = await check_all(ctx)
-    problems = [f"{name}: {st.status}" for name, st in statuses.items() if st.status in ("down", "degraded")]
-    problems += list(ctx.extras.get("config_problems", []))
+    problems = [
+        f"{name}: {st.status}{_failing_protocols(st.detail)}"
+        for name, st in statuses.items()
+        if st.status in ("down", "degraded")
+    ]
+    from .preflight import config_problems
+
+    found = [*ctx.extras.get("config_problems", []), *config_problems(ctx.settings)]
+    problems += found
     status = overall(statuses)
-    if ctx.extras.get("config_problems"):
+    if found:
         status = "down"
     return status, problems

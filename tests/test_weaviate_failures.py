@@ -93,7 +93,9 @@ async def test_router_answers_on_priors_when_weaviate_fails(
     assert body["model"] in {"big", "small"}
     ready = (await client.get("/health/ready")).json()
     assert ready["status"] == "degraded"
-    assert "index: degraded" in ready["problems"]
+    # both doors of the fake fail in these modes, and readiness says which (no hosts)
+    assert [p for p in ready["problems"] if p.startswith("index: degraded")], ready["problems"]
+    assert "127.0.0.1" not in str(ready)
 
     # and it comes back by itself
     fake_weaviate.mode = "ok"

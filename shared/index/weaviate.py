@@ -151,6 +151,34 @@ def build_client(s: Settings) -> WeaviateAsyncClient:
     )
 
 
+async def grpc_health_problem(t: ConnectionTarget, api_key: str | None, timeout_s: float) -> str | None:
+    """None when Weaviate's gRPC health service answers SERVING, else what went wrong.
+
+    A channel of its own, so gRPC is checked even when REST (which the client needs to connect)
+    is down, and without the client's private ping."""
+    import grpc
+    from weaviate.proto.v1 import health_weaviate_pb2
+
+    address = f"{t.grpc_host}:{t.grpc_port}"
+    channel = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials()) if t.grpc_secure else None
+    channel = channel or grpc.aio.insecure_channel(address)
+    try:
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_weaviate_pb2.WeaviateHealthCheckRequest.SerializeToString,
+            response_deserializer=health_weaviate_pb2.WeaviateHealthCheckResponse.FromString,
+        )
+        metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
+        res = await check(health_weaviate_pb2.WeaviateHealthCheckRequest(), timeout=timeout_s, metadata=metadata)
+    except grpc.aio.AioRpcError as exc:
+        return f"{exc.code().name}: {exc.details() or ''}".strip().rstrip(":")
+    finally:
+        await channel.close()
+    if res.status != health_weaviate_pb2.WeaviateHealthCheckResponse.SERVING:
+        return f"status {health_weaviate_pb2.WeaviateHealthCheckResponse.ServingStatus.Name(res.status)}"
+    return None
+
+
 class WeaviateIndex:
     kind = "weaviate"
 
@@ -171,9 +199,18 @@ class WeaviateIndex:
         self._lock = asyncio.Lock()
         self._schema_ok = False
 
+    # set by from_settings: where gRPC is, for the health probe's own gRPC check
+    target: ConnectionTarget | None = None
+    api_key: str | None = None
+    timeout_s: float = 2.0
+
     @classmethod
     def from_settings(cls, s: Settings, *, dim: int, encoder_name: str) -> WeaviateIndex:
-        return cls(build_client(s), dim=dim, encoder_name=encoder_name, collection=s.weaviate_collection)
+        index = cls(build_client(s), dim=dim, encoder_name=encoder_name, collection=s.weaviate_collection)
+        index.target = ConnectionTarget.from_settings(s)
+        index.api_key = secret_value(s.weaviate_api_key)
+        index.timeout_s = s.weaviate_timeout_s
+        return index
 
     @property
     def description(self) -> str:
@@ -358,17 +395,38 @@ class WeaviateIndex:
             raise IndexUnavailable(f"Weaviate export failed: {exc}") from exc
 
     async def health(self) -> IndexHealth:
+        """REST (schema, readiness, backups) and gRPC (search, writes) are checked separately:
+        Weaviate behind an HTTPS ingress can answer REST while its gRPC port is unreachable, and
+        then every search fails. The detail says which of the two fails."""
         t0 = time.perf_counter()
+        grpc_check = asyncio.create_task(self._grpc_problem()) if self.target is not None else None
+        rest_problem: str | None = None
         try:
             if not self.client.is_connected() or not self._schema_ok:
                 await self._collection()
-            ready = await self.client.is_ready()
+            if not await self.client.is_ready():
+                rest_problem = "not ready"
         except (IndexUnavailable, WeaviateBaseError, OSError) as exc:
-            return IndexHealth(ok=False, detail=f"{self.collection_name}: {exc}", latency_ms=_ms(t0))
+            rest_problem = str(exc)
         except SchemaMismatch as exc:
-            return IndexHealth(ok=False, detail=str(exc), latency_ms=_ms(t0))
-        detail = f"{self.collection_name}: {'ready' if ready else 'not ready'}"
-        return IndexHealth(ok=bool(ready), detail=detail, latency_ms=_ms(t0))
+            rest_problem = str(exc)
+        grpc_problem = await grpc_check if grpc_check is not None else None
+        parts = []
+        if self.target is not None:
+            t = self.target
+            rest = f"{'https' if t.http_secure else 'http'}://{t.http_host}:{t.http_port}"
+            grpc = f"{t.grpc_host}:{t.grpc_port}{' (TLS)' if t.grpc_secure else ''}"
+            parts.append(f"REST {rest} {'failing: ' + rest_problem if rest_problem else 'ok'}")
+            parts.append(f"gRPC {grpc} {'failing: ' + grpc_problem if grpc_problem else 'ok'}")
+        elif rest_problem:
+            parts.append(rest_problem)
+        state = "ready" if not (rest_problem or grpc_problem) else "not ready"
+        detail = f"{self.collection_name}: {state}" + (f" ({'; '.join(parts)})" if parts else "")
+        return IndexHealth(ok=not (rest_problem or grpc_problem), detail=detail, latency_ms=_ms(t0))
+
+    async def _grpc_problem(self) -> str | None:
+        assert self.target is not None
+        return await grpc_health_problem(self.target, self.api_key, self.timeout_s)
 
     async def close(self) -> None:
         await self.client.close()
