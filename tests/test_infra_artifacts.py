@@ -491,3 +491,14 @@ def test_every_binding_setting_is_an_app_setting() -> None:
     bicep = (ROOT / "infra" / "main.bicep").read_text()
     for name in names:
         assert f"name: '{name}'" in bicep, f"{name} is bound in function_app.py but not set in infra/main.bicep"
+
+
+def test_workflow_compiles_the_bicep_and_previews_the_deployment() -> None:
+    workflow = load_workflow()
+    test_runs = "\n".join(str(s.get("run", "")) for s in workflow["jobs"]["test"]["steps"])
+    assert "az bicep build" in test_runs
+    deploy_steps = [str(s.get("run", "")) for s in workflow["jobs"]["deploy"]["steps"]]
+    what_if = next(i for i, run in enumerate(deploy_steps) if "az deployment group what-if" in run)
+    build = next(i for i, run in enumerate(deploy_steps) if "docker build" in run)
+    assert what_if < build, "the preview runs before anything is deployed"
+    assert "az bicep build" in deploy_steps[what_if]
