@@ -154,7 +154,7 @@ class AzureFederatedCredentials(identity_pool.Credentials):  # type: ignore[misc
         cfg: WifConfig | None = getattr(supplier, "_cfg", None)
         audience = cfg.entra_audience if cfg else "?"
         provider = str(self._audience).removeprefix("//iam.googleapis.com/")
-        detail = _google_error(exc)
+        detail = _google_error(exc).rstrip(".")
         if self._service_account_impersonation_url is None:
             return (
                 f"Vertex AI workload identity: Google STS refused the Entra ID token issued for "
