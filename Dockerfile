@@ -9,7 +9,15 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ASPNETCORE_URLS=http://+:8080 \
-    OPENBLAS_NUM_THREADS=1
+    OPENBLAS_NUM_THREADS=1 \
+    FUNCTIONS_WORKER_RUNTIME=python \
+    PYTHON_ENABLE_INIT_INDEXING=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc
+
+# FUNCTIONS_WORKER_RUNTIME + PYTHON_ENABLE_INIT_INDEXING: the Python 3.11 worker indexes the app at
+# start, which HTTP streaming needs (without it every HTTP function hangs in Azure). infra/main.bicep
+# sets both as app settings too. PROMETHEUS_MULTIPROC_DIR: the worker processes
+# (FUNCTIONS_WORKER_PROCESS_COUNT) write their metrics there and /metrics aggregates them all.
 
 # Dependencies first, in their own layer: it is rebuilt only when requirements.txt changes.
 COPY requirements.txt /requirements.txt
@@ -24,8 +32,8 @@ RUN pip install --no-cache-dir -r /requirements.txt
 RUN groupadd --system --gid 10001 app \
     && useradd --system --no-log-init --uid 10001 --gid app --home-dir /home --no-create-home \
         --shell /usr/sbin/nologin app \
-    && mkdir -p /azure-functions-host/Secrets /home/LogFiles /home/data \
-    && chown -R app:app /azure-functions-host/Secrets /home/LogFiles /home/data
+    && mkdir -p /azure-functions-host/Secrets /home/LogFiles /home/data /tmp/prometheus-multiproc \
+    && chown -R app:app /azure-functions-host/Secrets /home/LogFiles /home/data /tmp/prometheus-multiproc
 
 # The code last (.dockerignore keeps tests, docs, infra, bench and local state out).
 COPY . /home/site/wwwroot

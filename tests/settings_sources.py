@@ -6,9 +6,12 @@ conformance tests; parsing only, no project code is imported except shared.confi
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_APP = ROOT / "function_app.py"
@@ -60,7 +63,15 @@ def code_settings() -> dict[str, object]:
     """Every setting the code reads (shared/config.py), by its environment name -> default."""
     from shared.config import Settings
 
-    return {name.upper(): field.default for name, field in Settings.model_fields.items()}
+    out: dict[str, object] = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        out[alias if isinstance(alias, str) else name.upper()] = field.default
+    return out
+
+
+# a setting and the alternative that stands for it (the Functions host's identity-based connection)
+ALTERNATIVES = {"ServiceBusConnection": "ServiceBusConnection__fullyQualifiedNamespace"}
 
 
 def sample_values() -> dict[str, str]:
@@ -81,24 +92,28 @@ def readme_table() -> set[str]:
     return names
 
 
-_APP_SETTING = re.compile(r"name:\s*'([A-Za-z0-9_]+)'\s*\n\s*value:\s*(.+)")
+def bicep_app_settings(mode: str = "new") -> dict[str, str | None]:
+    """name -> value (None where only Azure knows it at deployment) of the app settings
+    infra/main.bicep renders for a parameter file (scripts/bicep_lint.py evaluates the template)."""
+    return {k: v if isinstance(v, str) else None for k, v in render_app_settings(mode).items()}
 
 
-def bicep_app_settings() -> dict[str, str | None]:
-    """name -> literal value ('...' in Bicep) or None for an expression, from every `appSettings`
-    array in infra/main.bicep and infra/modules/*.bicep."""
-    out: dict[str, str | None] = {}
-    for path in [INFRA / "main.bicep", *sorted((INFRA / "modules").glob("*.bicep"))]:
-        text = path.read_text()
-        for m in re.finditer(r"appSettings\w*\s*=\s*(?:concat\()?\[", text):
-            depth, i = 0, m.end() - 1
-            while i < len(text):
-                depth += {"[": 1, "]": -1}.get(text[i], 0)
-                if depth == 0:
-                    break
-                i += 1
-            for name, value in _APP_SETTING.findall(text[m.end() : i]):
-                value = value.strip()
-                literal = re.fullmatch(r"'([^']*)'", value)
-                out[name] = literal.group(1) if literal else None
-    return out
+INFRA_MAIN = INFRA / "main.bicep"
+PARAMETER_FILES = {"new": INFRA / "main.parameters.json", "existing": INFRA / "existing.parameters.json"}
+_lint_spec = importlib.util.spec_from_file_location("bicep_lint", INFRA.parent / "scripts" / "bicep_lint.py")
+assert _lint_spec and _lint_spec.loader
+bicep_lint = importlib.util.module_from_spec(_lint_spec)
+sys.modules.setdefault("bicep_lint", bicep_lint)
+_lint_spec.loader.exec_module(bicep_lint)
+
+
+def parameters(mode: str) -> dict[str, Any]:
+    data = json.loads(PARAMETER_FILES[mode].read_text(encoding="utf-8"))
+    return {name: spec["value"] for name, spec in data["parameters"].items()}
+
+
+def render_app_settings(mode: str) -> dict[str, Any]:
+    settings = bicep_lint.Renderer(INFRA_MAIN.read_text(encoding="utf-8"), parameters(mode)).value("appSettings")
+    names = [s["name"] for s in settings]
+    assert len(names) == len(set(names)), f"{mode}: an app setting is set twice: {names}"
+    return {s["name"]: s["value"] for s in settings}

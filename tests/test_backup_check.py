@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from shared.backups import BackupChecker, health_details
 from shared.config import Settings
-from shared.index.weaviate import build_client
+from shared.index.weaviate_connection import build_client
 from shared.store.backup_checks import BackupCheck, MemoryBackupCheckStore
 from shared.telemetry import JsonFormatter
 from tests.fakes.weaviate import FakeWeaviate

@@ -163,6 +163,12 @@ def test_dockerfile_sets_the_functions_environment() -> None:
                 env[key] = value
     assert env["AzureWebJobsScriptRoot"] == "/home/site/wwwroot"
     assert env["AzureFunctionsJobHost__Logging__Console__IsEnabled"] == "true"
+    # the Python 3.11 worker needs init indexing for HTTP streaming (issue #15)
+    assert env["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert env["PYTHON_ENABLE_INIT_INDEXING"] == "1"
+    # /metrics aggregates every worker process
+    assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+    assert env["PROMETHEUS_MULTIPROC_DIR"] in DOCKERFILE.read_text(encoding="utf-8").split("mkdir -p", 1)[1]
 
 
 def test_dockerfile_installs_dependencies_in_a_layer_before_the_code() -> None:
@@ -230,7 +236,7 @@ def test_dockerignore_keeps_non_runtime_files_out() -> None:
 def queue_block() -> str:
     return bicep_block(
         MAIN_BICEP.read_text(encoding="utf-8"),
-        r"resource\s+\w+\s+'Microsoft\.ServiceBus/namespaces/queues@[\w-]+'\s*=\s*\{",
+        r"resource\s+\w+\s+'Microsoft\.ServiceBus/namespaces/queues@[\w-]+'\s*=\s*(?:if\s*\([^)]*\)\s*)?\{",
     )
 
 
@@ -313,7 +319,17 @@ def test_app_settings_are_wired() -> None:
         "GOOGLE_CLOUD_PROJECT_ID",
         "VERTEX_AI_LOCATION",
         "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+        "VERTEX_WIF_PROVIDER",
+        "VERTEX_WIF_SERVICE_ACCOUNT",
+        "VERTEX_WIF_ENTRA_AUDIENCE",
+        "WEAVIATE_GRPC_HOST",
+        "WEAVIATE_GRPC_PORT",
+        "WEAVIATE_GRPC_SECURE",
+        "PYTHON_ENABLE_INIT_INDEXING",
+        "FUNCTIONS_WORKER_RUNTIME",
+        "PROMETHEUS_MULTIPROC_DIR",
         "SERVICE_BUS_NAMESPACE",
+        "ServiceBusConnection",
         "ServiceBusConnection__fullyQualifiedNamespace",
         "ServiceBusConnection__credential",
         "ServiceBusConnection__clientId",
@@ -339,7 +355,7 @@ def test_app_settings_are_wired() -> None:
         "llm-router-redis-url",
         "llm-router-jwt-secret",
         "WEAVIATE-API-KEY",
-        "llm-router-weaviate-url",
+        "WEAVIATE-URL",
         "llm-router-google-application-credentials",
         "llm-router-azure-client-secret",
     ]:
@@ -475,3 +491,14 @@ def test_every_binding_setting_is_an_app_setting() -> None:
     bicep = (ROOT / "infra" / "main.bicep").read_text()
     for name in names:
         assert f"name: '{name}'" in bicep, f"{name} is bound in function_app.py but not set in infra/main.bicep"
+
+
+def test_workflow_compiles_the_bicep_and_previews_the_deployment() -> None:
+    workflow = load_workflow()
+    test_runs = "\n".join(str(s.get("run", "")) for s in workflow["jobs"]["test"]["steps"])
+    assert "az bicep build" in test_runs
+    deploy_steps = [str(s.get("run", "")) for s in workflow["jobs"]["deploy"]["steps"]]
+    what_if = next(i for i, run in enumerate(deploy_steps) if "az deployment group what-if" in run)
+    build = next(i for i, run in enumerate(deploy_steps) if "docker build" in run)
+    assert what_if < build, "the preview runs before anything is deployed"
+    assert "az bicep build" in deploy_steps[what_if]

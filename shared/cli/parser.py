@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 from ..config import Settings, get_settings
 from .evaluation_commands import cmd_calibrate, cmd_encoder_fit, cmd_evaluate
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default="auto", help="auto, auto:cost, ... or a model id")
 
     sub.add_parser("models", help="print the model catalog")
+    _add_quality_commands(sub)
+    _add_operation_commands(sub)
+    return p
 
+
+def _add_quality_commands(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="measure routing quality on labelled data (QUALITY.md)")
     e.add_argument("--data", nargs="+", help="CSV files (globs allowed): the in-domain 50/50 split")
     e.add_argument("--train", nargs="+", help="cross-domain: 'starter' (the shipped examples) or CSV files")
@@ -65,7 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     target = c.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-strong-share", type=float, help="share of calls to the strong model, 0..1")
     target.add_argument("--target-quality", type=float, help="fraction of the strong model's accuracy, 0..1")
+    f = sub.add_parser("encoder-fit", help="learn the tfidf-svd encoder's idf and basis from example texts")
+    f.add_argument("--examples", default=str(get_settings().examples_path))
+    f.add_argument("--out", default=str(get_settings().encoder_state_path))
+    f.add_argument("--dim", type=int, default=128)
 
+
+def _add_operation_commands(sub: Any) -> None:
     t = sub.add_parser("token", help="mint a service token (HS256, signed with JWT_SECRET)")
     t.add_argument("--tenant", required=True)
     t.add_argument("--role", required=True, action="append", choices=["invoke", "admin", "ops"], help="repeatable")
@@ -74,10 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="apply the database migrations (DATABASE_URL, else the embedded server)")
     m.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a connection")
-    f = sub.add_parser("encoder-fit", help="learn the tfidf-svd encoder's idf and basis from example texts")
-    f.add_argument("--examples", default=str(get_settings().examples_path))
-    f.add_argument("--out", default=str(get_settings().encoder_state_path))
-    f.add_argument("--dim", type=int, default=128)
 
     ex = sub.add_parser("examples", help="import or export labelled routing examples (Weaviate)")
     ex_sub = ex.add_subparsers(dest="action", required=True)
@@ -96,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("preflight", help="the pre-deployment checklist against the configured environment")
     pf.add_argument("--json", action="store_true", help="one JSON document (for pipelines)")
     pf.add_argument("--timeout", type=float, default=10.0, help="seconds per check")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

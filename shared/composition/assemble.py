@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..auth.base import ANONYMOUS, Authenticator, Principal
 from ..backups import BackupChecker
@@ -24,6 +25,7 @@ from ..chat.response_cache import ResponseCaching
 from ..circuit.base import CircuitBreaker
 from ..circuit.memory import MemoryCircuitBreaker
 from ..config import Settings
+from ..config_checks import config_problems
 from ..encoders.base import AsyncEncoder, Encoder
 from ..encoders.hashing import HashingEncoder
 from ..encoders.tfidf_svd import TfidfSvdEncoder
@@ -77,7 +79,7 @@ class Parts:
     closers: list[Closer] = field(default_factory=list)
 
 
-def build_encoder(s: Settings) -> Encoder | AsyncEncoder:
+def build_encoder(s: Settings, *, vertex_credentials: Any = None) -> Encoder | AsyncEncoder:
     if s.encoder == "tfidf-svd":
         if not s.encoder_state_path.exists():
             raise FileNotFoundError(
@@ -87,7 +89,7 @@ def build_encoder(s: Settings) -> Encoder | AsyncEncoder:
         return TfidfSvdEncoder.load(s.encoder_state_path)
     if s.encoder == "hashing":
         return HashingEncoder(dim=s.encoder_dim)
-    remote: AsyncEncoder = VertexEmbeddingEncoder.from_settings(s)
+    remote: AsyncEncoder = VertexEmbeddingEncoder.from_settings(s, credentials=vertex_credentials)
     return remote
 
 
@@ -173,7 +175,7 @@ async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
         authenticator=p.authenticator or AuthDisabled(),
         chat=chat,
         hooks=hooks,
-        health=HealthChecks(probes, p.health_details, tuple(p.config_problems)),
+        health=HealthChecks(probes, p.health_details, (*p.config_problems, *config_problems(s))),
         feedback_examples=feeder,
         jobs=p.jobs,
         usage=p.usage,

@@ -13,6 +13,7 @@ is down: the router serves and readiness says what is missing.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ..auth.authenticator import build_authenticator, check_auth_settings
 from ..auth.service_tokens import service_secret
@@ -24,16 +25,21 @@ from ..cache.redis import RedisCache
 from ..circuit.redis import RedisCircuitBreaker
 from ..config import Settings, secret_value
 from ..encoders.base import AsyncEncoder, Encoder
+from ..errors import ProviderNotConfigured
 from ..examples.labelled import LabelledExample
 from ..examples.transfer import encode
 from ..index.base import IndexUnavailable
-from ..index.weaviate import SchemaMismatch, WeaviateIndex
+from ..index.weaviate import WeaviateIndex
+from ..index.weaviate_schema import SchemaMismatch
 from ..jobs.service import JobService
 from ..keyvault import load_secrets, reference_problems
 from ..probe import DependencyStatus
+from ..providers.registry import ProviderRegistry
+from ..providers.vertex_client import project_and_credentials
 from ..queue.base import JobQueue
 from ..queue.local import get_local_bus
 from ..queue.servicebus import ServiceBusJobQueue
+from ..queue.servicebus import configured as servicebus_configured
 from ..quota import MemoryQuota, QuotaLimits, RedisQuota
 from ..routing.predictor import outcome_priors
 from ..store.backup_checks import BackupCheckStore, MemoryBackupCheckStore, PostgresBackupCheckStore
@@ -82,7 +88,23 @@ async def wire_store(settings: Settings, parts: Parts) -> Database | None:
     return db
 
 
-async def wire_cache(settings: Settings, parts: Parts) -> None:
+def wire_vertex(settings: Settings, parts: Parts) -> Any:
+    """One set of Google credentials per process (a JSON key, or workload identity federation from
+    the app's managed identity), shared by the Vertex provider, the OpenAI-compatible Vertex
+    endpoint and the Vertex encoder, so one token chain runs, not three."""
+    if not settings.google_cloud_project_id:
+        return None
+    try:
+        _, credentials = project_and_credentials(settings)
+    except ProviderNotConfigured as exc:
+        # the models say so when called, and the providers probe reports it
+        log.error("Vertex AI credentials: %s", exc.message)
+        return None
+    parts.providers = ProviderRegistry(settings, vertex_credentials=credentials)
+    return credentials
+
+
+async def wire_cache(settings: Settings, parts: Parts, vertex_credentials: Any = None) -> None:
     """Redis (REDIS_URL, `rediss://` for TLS) for the response, semantic and embedding caches, the
     quotas and the circuit state; without it the in-process memory cache. A Redis outage is
     bypassed per request, and the `cache` probe reports it (readiness: degraded)."""
@@ -98,7 +120,7 @@ async def wire_cache(settings: Settings, parts: Parts) -> None:
     else:
         parts.cache = MemoryCache()  # named here so a remote encoder can share it
     if settings.encoder == "vertex":
-        encoder = build_encoder(settings)
+        encoder = build_encoder(settings, vertex_credentials=vertex_credentials)
         if isinstance(encoder, AsyncEncoder):
             parts.encoder = CachedEncoder(encoder, parts.cache, settings.embedding_cache_ttl_s)
 
@@ -155,7 +177,7 @@ async def wire_auth(settings: Settings, parts: Parts) -> None:
 
 async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> None:
     queue: JobQueue
-    if settings.service_bus_connection_string is not None or settings.service_bus_namespace:
+    if servicebus_configured(settings):
         sb = ServiceBusJobQueue.from_settings(settings)
         parts.closers.append(sb.close)
         queue = sb
@@ -177,7 +199,8 @@ async def build_services(settings: Settings) -> Services:
     configure_tracing(settings)
     parts = Parts()
     db = await wire_store(settings, parts)
-    await wire_cache(settings, parts)
+    vertex_credentials = wire_vertex(settings, parts)
+    await wire_cache(settings, parts, vertex_credentials)
     await wire_index(settings, parts, db)
     await wire_auth(settings, parts)
     await wire_jobs(settings, parts, db)

@@ -15,16 +15,12 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
-import weaviate
-from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.config import Configure, Property, VectorDistances
 from weaviate.classes.data import DataObject
-from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.client import WeaviateAsyncClient
 from weaviate.collections import CollectionAsync
@@ -32,123 +28,25 @@ from weaviate.exceptions import WeaviateBaseError
 
 from ..config import Settings, secret_value
 from ..examples.labelled import LabelledExample, Neighbour
-from ..token_count import estimate_text_tokens
 from .base import IndexHealth, IndexUnavailable
+from .weaviate_connection import ConnectionTarget, build_client, grpc_health_problem
+from .weaviate_schema import (
+    NEIGHBOUR_PROPERTIES,
+    PROPERTIES,
+    PROPERTY_NAMES,
+    VECTOR_NAME,
+    SchemaMismatch,
+    from_properties,
+    outcomes_of,
+    schema_differences,
+    to_properties,
+    visible_to,
+)
 
 log = logging.getLogger(__name__)
 
-VECTOR_NAME = "default"
 BATCH_SIZE = 200
 DELETE_CHUNK = 1000
-
-
-@dataclass(frozen=True)
-class PropertySpec:
-    name: str
-    data_type: DataType
-    why: str
-    # FIELD tokenization makes equality filters exact (tenant, ids); None keeps the default
-    tokenization: Tokenization | None = None
-    searchable: bool = False
-
-
-# Exactly 15 properties. The per-model outcomes are two parallel arrays (model_ids[i] scored
-# model_scores[i]) because Weaviate has no map type and the set of models changes over time.
-PROPERTIES: tuple[PropertySpec, ...] = (
-    PropertySpec(
-        "content",
-        DataType.TEXT,
-        "the prompt text; re-encoded when the encoder changes, and exported",
-        Tokenization.WORD,
-        True,
-    ),
-    PropertySpec(
-        "category", DataType.TEXT, "subject area (e.g. MMLU subject), for evaluation slices", Tokenization.FIELD
-    ),
-    PropertySpec(
-        "task_type", DataType.TEXT, "kind of task (qa, code, chat...), for evaluation slices", Tokenization.FIELD
-    ),
-    PropertySpec(
-        "language", DataType.TEXT, "prompt language, so multilingual gaps can be measured", Tokenization.FIELD
-    ),
-    PropertySpec("token_count", DataType.INT, "estimated prompt tokens, to compare like-sized prompts"),
-    PropertySpec(
-        "model_ids",
-        DataType.TEXT_ARRAY,
-        "outcome keys (model id or tier:<name>) scored on this prompt",
-        Tokenization.FIELD,
-    ),
-    PropertySpec("model_scores", DataType.NUMBER_ARRAY, "outcome 0..1 for model_ids[i]: the kNN evidence"),
-    PropertySpec(
-        "best_model", DataType.TEXT, "the highest-scoring key, for quick inspection and filters", Tokenization.FIELD
-    ),
-    PropertySpec(
-        "label_source", DataType.TEXT, "benchmark / feedback / manual: how the label was made", Tokenization.FIELD
-    ),
-    PropertySpec(
-        "source", DataType.TEXT, "dataset or file it came from; part of the deterministic id", Tokenization.FIELD
-    ),
-    PropertySpec(
-        "source_request_id",
-        DataType.TEXT,
-        "the logged request a feedback label came from (de-duplication)",
-        Tokenization.FIELD,
-    ),
-    PropertySpec("tenant", DataType.TEXT, "owner tenant; null means shared with every tenant", Tokenization.FIELD),
-    PropertySpec("weight", DataType.NUMBER, "how much this example counts in the kNN average"),
-    PropertySpec("created_at", DataType.DATE, "first written; kept across re-imports"),
-    PropertySpec("updated_at", DataType.DATE, "last written"),
-)
-PROPERTY_NAMES = tuple(p.name for p in PROPERTIES)
-NEIGHBOUR_PROPERTIES = ["model_ids", "model_scores", "weight"]
-
-
-class SchemaMismatch(Exception):
-    """The collection exists but cannot serve this router; the message says what differs."""
-
-
-@dataclass(frozen=True)
-class ConnectionTarget:
-    http_host: str
-    http_port: int
-    http_secure: bool
-    grpc_host: str
-    grpc_port: int
-    grpc_secure: bool
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> ConnectionTarget:
-        if not s.weaviate_url:
-            raise ValueError("WEAVIATE_URL is not set")
-        url = urlparse(s.weaviate_url if "://" in s.weaviate_url else f"https://{s.weaviate_url}")
-        secure = url.scheme == "https"
-        host = url.hostname or "localhost"
-        port = url.port or (443 if secure else 8080)
-        grpc_secure = secure if s.weaviate_grpc_secure is None else s.weaviate_grpc_secure
-        return cls(host, port, secure, s.weaviate_grpc_host or host, s.weaviate_grpc_port, grpc_secure)
-
-
-def build_client(s: Settings) -> WeaviateAsyncClient:
-    t = ConnectionTarget.from_settings(s)
-    key = secret_value(s.weaviate_api_key)
-    return weaviate.use_async_with_custom(
-        http_host=t.http_host,
-        http_port=t.http_port,
-        http_secure=t.http_secure,
-        grpc_host=t.grpc_host,
-        grpc_port=t.grpc_port,
-        grpc_secure=t.grpc_secure,
-        auth_credentials=Auth.api_key(key) if key else None,
-        additional_config=AdditionalConfig(
-            timeout=Timeout(
-                init=s.weaviate_timeout_s,
-                query=s.weaviate_timeout_s,
-                insert=s.weaviate_insert_timeout_s,
-            )
-        ),
-        # the init checks call pypi.org for a version warning and ping gRPC; readiness is ours
-        skip_init_checks=True,
-    )
 
 
 class WeaviateIndex:
@@ -171,9 +69,18 @@ class WeaviateIndex:
         self._lock = asyncio.Lock()
         self._schema_ok = False
 
+    # set by from_settings: where gRPC is, for the health probe's own gRPC check
+    target: ConnectionTarget | None = None
+    api_key: str | None = None
+    timeout_s: float = 2.0
+
     @classmethod
     def from_settings(cls, s: Settings, *, dim: int, encoder_name: str) -> WeaviateIndex:
-        return cls(build_client(s), dim=dim, encoder_name=encoder_name, collection=s.weaviate_collection)
+        index = cls(build_client(s), dim=dim, encoder_name=encoder_name, collection=s.weaviate_collection)
+        index.target = ConnectionTarget.from_settings(s)
+        index.api_key = secret_value(s.weaviate_api_key)
+        index.timeout_s = s.weaviate_timeout_s
+        return index
 
     @property
     def description(self) -> str:
@@ -322,7 +229,7 @@ class WeaviateIndex:
                 Neighbour(
                     id=str(o.uuid),
                     similarity=1.0 - float(distance),
-                    outcomes=_outcomes(props),
+                    outcomes=outcomes_of(props),
                     weight=float(props.get("weight") or 1.0),  # type: ignore[arg-type]
                 )
             )
@@ -358,121 +265,44 @@ class WeaviateIndex:
             raise IndexUnavailable(f"Weaviate export failed: {exc}") from exc
 
     async def health(self) -> IndexHealth:
+        """REST (schema, readiness, backups) and gRPC (search, writes) are checked separately:
+        Weaviate behind an HTTPS ingress can answer REST while its gRPC port is unreachable, and
+        then every search fails. The detail says which of the two fails."""
         t0 = time.perf_counter()
+        grpc_check = asyncio.create_task(self._grpc_problem()) if self.target is not None else None
+        rest_problem: str | None = None
         try:
             if not self.client.is_connected() or not self._schema_ok:
                 await self._collection()
-            ready = await self.client.is_ready()
+            if not await self.client.is_ready():
+                rest_problem = "not ready"
         except (IndexUnavailable, WeaviateBaseError, OSError) as exc:
-            return IndexHealth(ok=False, detail=f"{self.collection_name}: {exc}", latency_ms=_ms(t0))
+            rest_problem = str(exc)
         except SchemaMismatch as exc:
-            return IndexHealth(ok=False, detail=str(exc), latency_ms=_ms(t0))
-        detail = f"{self.collection_name}: {'ready' if ready else 'not ready'}"
-        return IndexHealth(ok=bool(ready), detail=detail, latency_ms=_ms(t0))
+            rest_problem = str(exc)
+        grpc_problem = await grpc_check if grpc_check is not None else None
+        parts = []
+        if self.target is not None:
+            t = self.target
+            rest = f"{'https' if t.http_secure else 'http'}://{t.http_host}:{t.http_port}"
+            grpc = f"{t.grpc_host}:{t.grpc_port}{' (TLS)' if t.grpc_secure else ''}"
+            parts.append(f"REST {rest} {'failing: ' + rest_problem if rest_problem else 'ok'}")
+            parts.append(f"gRPC {grpc} {'failing: ' + grpc_problem if grpc_problem else 'ok'}")
+        elif rest_problem:
+            parts.append(rest_problem)
+        state = "ready" if not (rest_problem or grpc_problem) else "not ready"
+        detail = f"{self.collection_name}: {state}" + (f" ({'; '.join(parts)})" if parts else "")
+        return IndexHealth(ok=not (rest_problem or grpc_problem), detail=detail, latency_ms=_ms(t0))
+
+    async def _grpc_problem(self) -> str | None:
+        assert self.target is not None
+        return await grpc_health_problem(self.target, self.api_key, self.timeout_s)
 
     async def close(self) -> None:
         await self.client.close()
 
 
 # --- mapping ------------------------------------------------------------------------------------
-
-
-def visible_to(tenant: str | None) -> Any:
-    shared = Filter.by_property("tenant").is_none(True)
-    if tenant is None:
-        return shared
-    return shared | Filter.by_property("tenant").equal(tenant)
-
-
-def to_properties(ex: LabelledExample, created_at: datetime, updated_at: datetime) -> dict[str, Any]:
-    keys = sorted(ex.outcomes)
-    props: dict[str, Any] = {
-        "content": ex.content,
-        "category": ex.category,
-        "task_type": ex.task_type,
-        "language": ex.language,
-        "token_count": estimate_text_tokens(ex.content),
-        "model_ids": keys,
-        "model_scores": [float(ex.outcomes[k]) for k in keys],
-        "best_model": ex.best_model,
-        "label_source": ex.label_source,
-        "source": ex.source,
-        "source_request_id": ex.source_request_id,
-        "tenant": ex.tenant,
-        "weight": float(ex.weight),
-        "created_at": created_at,
-        "updated_at": updated_at,
-    }
-    # absent, not empty: a null tenant is how "shared" is stored and filtered
-    return {k: v for k, v in props.items() if v is not None}
-
-
-def _outcomes(props: dict[str, Any]) -> dict[str, float]:
-    ids = props.get("model_ids") or []
-    scores = props.get("model_scores") or []
-    return {str(k): float(v) for k, v in zip(ids, scores, strict=False)}
-
-
-def from_properties(uuid: str, props: dict[str, Any]) -> LabelledExample:
-    def text(name: str) -> str | None:
-        value = props.get(name)
-        return str(value) if value is not None else None
-
-    return LabelledExample(
-        id=uuid,
-        content=str(props.get("content") or ""),
-        outcomes=_outcomes(props),
-        label_source=text("label_source") or "benchmark",
-        source=text("source") or "weaviate",
-        category=text("category"),
-        task_type=text("task_type"),
-        language=text("language"),
-        tenant=text("tenant"),
-        weight=float(props.get("weight") or 1.0),
-        source_request_id=text("source_request_id"),
-    )
-
-
-def schema_differences(config: Any, description: str) -> list[str]:
-    """What an existing collection's config lacks for this router, one line per difference."""
-    problems: list[str] = []
-    have = {p.name: p for p in config.properties}
-    for spec in PROPERTIES:
-        prop = have.get(spec.name)
-        if prop is None:
-            problems.append(f"property {spec.name} ({spec.data_type.value}) is missing")
-            continue
-        if prop.data_type != spec.data_type:
-            problems.append(f"property {spec.name} is {prop.data_type.value}, expected {spec.data_type.value}")
-        elif spec.tokenization == Tokenization.FIELD and prop.tokenization != Tokenization.FIELD:
-            got = prop.tokenization.value if prop.tokenization else None
-            problems.append(f"property {spec.name} has tokenization {got}, expected field")
-    extra = sorted(set(have) - set(PROPERTY_NAMES))
-    if extra:
-        problems.append(f"unexpected properties: {', '.join(extra)}")
-    vectors = config.vector_config or {}
-    vc = vectors.get(VECTOR_NAME)
-    if vc is None:
-        names = ", ".join(sorted(vectors)) or "none (legacy unnamed vector)"
-        problems.append(f"named vector {VECTOR_NAME!r} is missing (has: {names})")
-    else:
-        vectorizer = getattr(vc.vectorizer.vectorizer, "value", vc.vectorizer.vectorizer)
-        if vectorizer != "none":
-            problems.append(f"vector {VECTOR_NAME!r} uses vectorizer {vectorizer}, expected none (own vectors)")
-        index_type = type(vc.vector_index_config).__name__
-        if "HNSW" not in index_type:
-            problems.append(f"vector {VECTOR_NAME!r} index is {index_type}, expected hnsw")
-        distance = getattr(vc.vector_index_config, "distance_metric", None)
-        if distance != VectorDistances.COSINE:
-            got = getattr(distance, "value", distance)
-            problems.append(f"vector {VECTOR_NAME!r} distance is {got}, expected cosine")
-    if not config.inverted_index_config.index_null_state:
-        problems.append("invertedIndexConfig.indexNullState is false, expected true (tenant filter)")
-    if config.description and "vectors:" in config.description and config.description != description:
-        stored = config.description.split("vectors:", 1)[1].strip()
-        wanted = description.split("vectors:", 1)[1].strip()
-        problems.append(f"stored vectors come from encoder {stored}, this router uses {wanted}")
-    return problems
 
 
 def _ms(t0: float) -> float:

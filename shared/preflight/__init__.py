@@ -23,6 +23,7 @@ from .keyvault import KeyVaultCheck
 from .postgres import PostgresCheck
 from .redis import RedisCheck
 from .servicebus import ServiceBusCheck, ServiceBusTriggerCheck
+from .settings import SettingsCheck
 from .vertex import VertexCheck
 from .weaviate import WeaviateCheck
 
@@ -30,6 +31,7 @@ from .weaviate import WeaviateCheck
 def all_checks() -> list[Check]:
     return [
         KeyVaultCheck(),
+        SettingsCheck(),
         AuthCheck(),
         PostgresCheck(),
         RedisCheck(),

@@ -9,7 +9,9 @@ import httpx
 
 from ..composition.assemble import build_encoder
 from ..config import Settings, secret_value
-from ..index.weaviate import ConnectionTarget, WeaviateIndex, schema_differences
+from ..index.weaviate import WeaviateIndex
+from ..index.weaviate_connection import ConnectionTarget
+from ..index.weaviate_schema import schema_differences
 from .base import CheckResult, Environment, describe, failed, passed, skipped
 
 NAME = "weaviate"

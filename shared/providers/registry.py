@@ -15,7 +15,8 @@ from ..errors import ProviderNotConfigured
 from .base import Provider
 from .openai_compat import OpenAICompatibleProvider
 from .vertex import VertexProvider
-from .vertex_client import SCOPES, project_and_credentials
+from .vertex_client import project_and_credentials
+from .vertex_wif import SCOPES
 
 
 class GoogleAccessToken:

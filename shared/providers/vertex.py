@@ -38,6 +38,7 @@ from .vertex_client import (
     new_client,
     project_and_credentials,
 )
+from .vertex_wif import WorkloadIdentityError
 
 _TOKEN_LIMIT_WORDING = (
     "exceeds the maximum number of tokens",
@@ -138,6 +139,8 @@ class VertexProvider:
                 f"{model.id}: the connection to Vertex AI at {where} failed ({type(exc).__name__}: {exc}).",
                 model=model.id,
             )
+        if isinstance(exc, WorkloadIdentityError):  # already says which hop failed and what to fix
+            return UpstreamUnavailable(f"{model.id}: {exc}", model=model.id)
         if isinstance(exc, auth_exceptions.GoogleAuthError):
             return UpstreamUnavailable(
                 f"{model.id}: no usable Google credentials ({type(exc).__name__}: {exc}); set "

@@ -16,12 +16,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import google.auth
 import httpx
 from google import genai
+from google.auth import exceptions as auth_exceptions
 from google.genai import types
 
 from ..config import Settings, secret_value
 from ..errors import ProviderNotConfigured
+from .vertex_wif import SCOPES, credentials_from_settings
 
 try:  # the SDK can use either httpx or httpx2; we ask for httpx, but map both
     import httpx2
@@ -32,7 +35,6 @@ except ImportError:  # pragma: no cover - httpx2 is optional
     TIMEOUT_ERRORS = (httpx.TimeoutException,)
     TRANSPORT_ERRORS = (httpx.TransportError,)
 
-SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 CREDENTIAL_SETTING = "GOOGLE_APPLICATION_CREDENTIALS_JSON"
 
 # carries the connect timeout from the HttpOptions (call_options, new_client) to RouterTransport
@@ -133,11 +135,14 @@ def new_client(
 
 
 def project_and_credentials(settings: Settings, credentials: Any = None) -> tuple[str, Any]:
-    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else ADC (None)."""
+    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else workload
+    identity federation from Azure (VERTEX_WIF_*, vertex_wif.py), else ADC (None)."""
     if not settings.google_cloud_project_id:
         raise ProviderNotConfigured("Vertex AI needs GOOGLE_CLOUD_PROJECT_ID.")
     if credentials is None:
         credentials = credentials_from_json(secret_value(settings.google_application_credentials_json))
+    if credentials is None:
+        credentials = credentials_from_settings(settings)
     return settings.google_cloud_project_id, credentials
 
 
@@ -175,8 +180,6 @@ def credentials_from_json(raw: str | None) -> Any:
     """Credentials from a service-account or external_account JSON, built in memory only."""
     if not raw:
         return None
-    import google.auth
-    from google.auth import exceptions as auth_exceptions
 
     try:
         info = json.loads(raw)
