@@ -20,6 +20,10 @@ PROJECT_DIR = PACKAGE_DIR.parent
 Policy = Literal["quality", "cost", "balanced", "latency"]
 
 
+# how local.settings.sample.json marks a value the operator must fill in
+SAMPLE_PLACEHOLDER = "<your-"
+
+
 class Settings(BaseSettings):
     # An app setting present but empty ("" in local.settings.sample.json, or a blank value in the
     # portal) means unset: the default applies. Without this, SERVICE_BUS_CONNECTION_STRING=""
@@ -164,7 +168,7 @@ class Settings(BaseSettings):
     def _placeholder_is_unset(cls, value: object) -> object:
         # local.settings.sample.json carries "<your-namespace>.servicebus.windows.net" so Core Tools
         # can index the trigger; copied as is, it names no namespace and must not switch jobs to it
-        return None if isinstance(value, str) and "<" in value else value
+        return None if isinstance(value, str) and value.startswith(SAMPLE_PLACEHOLDER) else value
 
     # --- secrets and telemetry ----------------------------------------------------------------------
     key_vault_url: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .config import Settings
 from .providers.vertex_wif import settings_problems as vertex_wif_problems
-from .queue.servicebus import namespace_problems
+from .queue.servicebus_settings import namespace_problems
 
 
 def config_problems(settings: Settings) -> list[str]:

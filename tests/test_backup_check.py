@@ -17,8 +17,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import REGISTRY
 
-from shared.backups import BackupChecker, health_details
+from shared.backups import health_details
 from shared.config import Settings
+from shared.index.weaviate_backups import BackupChecker
 from shared.index.weaviate_connection import build_client
 from shared.store.backup_checks import BackupCheck, MemoryBackupCheckStore
 from shared.telemetry import JsonFormatter
@@ -74,7 +75,7 @@ class JsonLines(logging.Handler):
 @pytest.fixture
 def json_errors() -> Iterator[JsonLines]:
     handler = JsonLines()
-    logger = logging.getLogger("shared.backups")
+    logger = logging.getLogger("shared.index.weaviate_backups")
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
@@ -111,7 +112,7 @@ async def test_recent_success_does_nothing(
     checker: BackupChecker, fake_weaviate: FakeWeaviate, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_weaviate.add_backup("llm-router-recent", "SUCCESS", age_hours=2.0)
-    with caplog.at_level(logging.INFO, logger="shared.backups"):
+    with caplog.at_level(logging.INFO, logger="shared.index.weaviate_backups"):
         check = await checker.run()
     assert check.action == "none"
     assert check.ok is True
@@ -127,7 +128,7 @@ async def test_stale_success_starts_a_new_backup(
     checker: BackupChecker, fake_weaviate: FakeWeaviate, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_weaviate.add_backup("llm-router-old", "SUCCESS", age_hours=30.0)
-    with caplog.at_level(logging.INFO, logger="shared.backups"):
+    with caplog.at_level(logging.INFO, logger="shared.index.weaviate_backups"):
         check = await checker.run()
     assert check.action == "started"
     assert check.ok is False
@@ -143,7 +144,7 @@ async def test_failed_backup_alerts_and_retries_when_nothing_is_recent(
     checker: BackupChecker, fake_weaviate: FakeWeaviate, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_weaviate.add_backup("llm-router-broken", "FAILED", age_hours=1.0, error="disk full")
-    with caplog.at_level(logging.INFO, logger="shared.backups"):
+    with caplog.at_level(logging.INFO, logger="shared.index.weaviate_backups"):
         check = await checker.run()
     assert check.ok is False
     assert check.latest_backup_id == "llm-router-broken"
@@ -202,7 +203,7 @@ async def test_unreachable_weaviate_is_recorded(
     checker: BackupChecker, fake_weaviate: FakeWeaviate, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_weaviate.mode = "error"
-    with caplog.at_level(logging.INFO, logger="shared.backups"):
+    with caplog.at_level(logging.INFO, logger="shared.index.weaviate_backups"):
         check = await checker.run()
     assert (check.action, check.ok) == ("unreachable", False)
     assert "cannot list backups" in check.detail

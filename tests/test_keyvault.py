@@ -153,7 +153,7 @@ def service_account_json() -> str:
 async def test_google_credentials_from_the_vault_stay_in_memory(
     fake_vault: tuple[FakeKeyVault, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shared.providers.vertex_client import credentials_from_json
+    from shared.providers.vertex_credentials import credentials_from_json
 
     fake, cert = fake_vault
     # (an external_account JSON is not loaded here: google-auth resolves its project at load

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from shared.config import Settings
 from shared.config_checks import config_problems
-from shared.queue import servicebus
+from shared.queue import servicebus, servicebus_settings
 from tests.plugins.auth_tokens import asgi_client
 
 NS = "llmrouter-sb-abc.servicebus.windows.net"
@@ -45,7 +45,7 @@ def test_the_trigger_settings_are_read_under_the_names_the_functions_host_uses(
     ],
 )
 def test_namespace_of(value: str, expected: str | None) -> None:
-    assert servicebus.namespace_of(value) == expected
+    assert servicebus_settings.namespace_of(value) == expected
 
 
 async def test_the_sender_follows_the_trigger_even_when_a_vault_connection_string_is_loaded() -> None:
@@ -53,7 +53,7 @@ async def test_the_sender_follows_the_trigger_even_when_a_vault_connection_strin
         service_bus_trigger_namespace=NS,
         service_bus_connection_string=SecretStr(conn(NS)),  # what the Key Vault secret loads
     )
-    assert servicebus.sender_source(s) == (servicebus.TRIGGER_NAMESPACE, None, NS)
+    assert servicebus_settings.sender_source(s) == (servicebus_settings.TRIGGER_NAMESPACE, None, NS)
     client, credential = servicebus.build_client(s)
     try:
         assert client.fully_qualified_namespace == NS
@@ -61,7 +61,7 @@ async def test_the_sender_follows_the_trigger_even_when_a_vault_connection_strin
     finally:
         await client.close()
         await credential.close()
-    assert servicebus.namespace_problems(s) == []
+    assert servicebus_settings.namespace_problems(s) == []
 
 
 async def test_a_trigger_connection_string_is_used_as_it_is() -> None:
@@ -72,13 +72,13 @@ async def test_a_trigger_connection_string_is_used_as_it_is() -> None:
         assert credential is None
     finally:
         await client.close()
-    assert servicebus.configured(s)
-    assert not servicebus.configured(Settings(service_bus_namespace=None, service_bus_connection_string=None))
+    assert servicebus_settings.configured(s)
+    assert not servicebus_settings.configured(Settings(service_bus_namespace=None, service_bus_connection_string=None))
 
 
 def test_a_second_namespace_is_named_in_a_problem_without_the_secret() -> None:
     s = Settings(service_bus_trigger_namespace=NS, service_bus_connection_string=SecretStr(conn(OTHER)))
-    problems = servicebus.namespace_problems(s)
+    problems = servicebus_settings.namespace_problems(s)
     assert len(problems) == 1
     assert f"ServiceBusConnection__fullyQualifiedNamespace -> {NS}" in problems[0]
     assert f"SERVICE_BUS_CONNECTION_STRING -> {OTHER}" in problems[0]
@@ -87,8 +87,8 @@ def test_a_second_namespace_is_named_in_a_problem_without_the_secret() -> None:
 
 def test_a_sender_without_a_trigger_setting_is_a_problem_in_production() -> None:
     s = Settings(environment="production", service_bus_namespace=NS)
-    assert any("trigger's ServiceBusConnection" in p for p in servicebus.namespace_problems(s))
-    assert servicebus.namespace_problems(Settings(environment="development", service_bus_namespace=NS)) == []
+    assert any("trigger's ServiceBusConnection" in p for p in servicebus_settings.namespace_problems(s))
+    assert servicebus_settings.namespace_problems(Settings(environment="development", service_bus_namespace=NS)) == []
 
 
 async def test_a_split_namespace_fails_readiness(make_context: Callable[..., Any], settings: Settings) -> None:

@@ -169,7 +169,11 @@ def test_an_import_inside_a_function_says_why() -> None:
                 continue
             for node in ast.walk(f):
                 if isinstance(node, ast.Import | ast.ImportFrom):
-                    here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                    # the comment may stand above a block of imports
+                    above_no = node.lineno - 1
+                    while above_no > 0 and lines[above_no - 1].strip().startswith(("import ", "from ")):
+                        above_no -= 1
+                    here, above = lines[node.lineno - 1], lines[above_no - 1].strip() if above_no else ""
                     if "#" not in here and not above.startswith("#"):
                         unexplained.append(f"{name}:{node.lineno}: {here.strip()}")
     assert not unexplained, unexplained

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth.base import ANONYMOUS, Authenticator, Principal
-from ..backups import BackupChecker
+from ..backups import BackupCheckRunner
 from ..cache.base import KeyValueCache
 from ..cache.memory import MemoryCache
 from ..catalog import Catalog
@@ -29,7 +29,6 @@ from ..config_checks import config_problems
 from ..encoders.base import AsyncEncoder, Encoder
 from ..encoders.hashing import HashingEncoder
 from ..encoders.tfidf_svd import TfidfSvdEncoder
-from ..encoders.vertex import VertexEmbeddingEncoder
 from ..examples.feedback_loop import FeedbackExamples
 from ..examples.labelled import LabelledExample, read_labelled_csv
 from ..examples.prompt_store import PromptStore
@@ -72,7 +71,7 @@ class Parts:
     usage: UsageStore | None = None
     feedback: FeedbackStore | None = None
     feedback_source: FeedbackSource | None = None
-    backups: BackupChecker | None = None
+    backups: BackupCheckRunner | None = None
     probes: Mapping[str, Probe] = field(default_factory=dict)
     health_details: Details | None = None
     config_problems: Sequence[str] = ()
@@ -89,6 +88,9 @@ def build_encoder(s: Settings, *, vertex_credentials: Any = None) -> Encoder | A
         return TfidfSvdEncoder.load(s.encoder_state_path)
     if s.encoder == "hashing":
         return HashingEncoder(dim=s.encoder_dim)
+    # google-genai (~30 MB) only with ENCODER=vertex
+    from ..encoders.vertex import VertexEmbeddingEncoder
+
     remote: AsyncEncoder = VertexEmbeddingEncoder.from_settings(s, credentials=vertex_credentials)
     return remote
 

@@ -17,29 +17,24 @@ from typing import Any
 
 from ..auth.authenticator import build_authenticator, check_auth_settings
 from ..auth.service_tokens import service_secret
-from ..backups import BackupChecker, health_details
+from ..backups import health_details
 from ..cache.base import CacheUnavailable
 from ..cache.embeddings import CachedEncoder
 from ..cache.memory import MemoryCache
 from ..cache.redis import RedisCache
 from ..circuit.redis import RedisCircuitBreaker
 from ..config import Settings, secret_value
-from ..encoders.base import AsyncEncoder, Encoder
+from ..encoders.base import AsyncEncoder
 from ..errors import ProviderNotConfigured
-from ..examples.labelled import LabelledExample
 from ..examples.transfer import encode
-from ..index.base import IndexUnavailable
-from ..index.weaviate import WeaviateIndex
-from ..index.weaviate_schema import SchemaMismatch
 from ..jobs.service import JobService
 from ..keyvault import load_secrets, reference_problems
 from ..probe import DependencyStatus
 from ..providers.registry import ProviderRegistry
-from ..providers.vertex_client import project_and_credentials
+from ..providers.vertex_credentials import project_and_credentials
 from ..queue.base import JobQueue
 from ..queue.local import get_local_bus
-from ..queue.servicebus import ServiceBusJobQueue
-from ..queue.servicebus import configured as servicebus_configured
+from ..queue.servicebus_settings import configured as servicebus_configured
 from ..quota import MemoryQuota, QuotaLimits, RedisQuota
 from ..routing.predictor import outcome_priors
 from ..store.backup_checks import BackupCheckStore, MemoryBackupCheckStore, PostgresBackupCheckStore
@@ -128,13 +123,18 @@ async def wire_cache(settings: Settings, parts: Parts, vertex_credentials: Any =
 async def wire_index(settings: Settings, parts: Parts, db: Database | None) -> None:
     if not settings.weaviate_url:
         return
+    # weaviate-client (~20-35 MB with its gRPC stubs) only when WEAVIATE_URL names an index
+    from ..index.weaviate import WeaviateIndex
+    from ..index.weaviate_backups import BackupChecker
+
     encoder = parts.encoder or build_encoder(settings)
     parts.encoder = encoder
     index = WeaviateIndex.from_settings(settings, dim=encoder.dim, encoder_name=encoder.name)
     starter = load_starter(settings)
     parts.index = index
     parts.priors = outcome_priors([ex.outcomes for ex in starter])
-    await _seed(settings, index, starter, encoder)
+    vectors = (lambda: encode(encoder, [ex.content for ex in starter])) if settings.weaviate_seed_examples else None
+    await index.seed_when_created(starter, vectors)
 
     async def weaviate_probe() -> DependencyStatus:
         h = await index.health()
@@ -146,21 +146,6 @@ async def wire_index(settings: Settings, parts: Parts, db: Database | None) -> N
     store: BackupCheckStore = PostgresBackupCheckStore(db) if db is not None else MemoryBackupCheckStore()
     parts.backups = BackupChecker.from_settings(settings, index.client, store)
     parts.health_details = health_details(store)
-
-
-async def _seed(
-    settings: Settings, index: WeaviateIndex, starter: list[LabelledExample], encoder: Encoder | AsyncEncoder
-) -> None:
-    try:
-        if await index.ensure_schema() == "created" and starter and settings.weaviate_seed_examples:
-            vectors = await encode(encoder, [ex.content for ex in starter])
-            await index.upsert(starter, vectors)
-            log.info("seeded Weaviate with %d starter examples", len(starter))
-    except IndexUnavailable as exc:
-        # start anyway: the router answers on priors and readiness says degraded until it is back
-        log.warning("Weaviate is unavailable at start: %s", exc)
-    except SchemaMismatch as exc:
-        log.error("%s", exc)
 
 
 async def wire_auth(settings: Settings, parts: Parts) -> None:
@@ -178,6 +163,9 @@ async def wire_auth(settings: Settings, parts: Parts) -> None:
 async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> None:
     queue: JobQueue
     if servicebus_configured(settings):
+        # azure-servicebus (~10 MB, with its AMQP stack) only when Service Bus is configured
+        from ..queue.servicebus import ServiceBusJobQueue
+
         sb = ServiceBusJobQueue.from_settings(settings)
         parts.closers.append(sb.close)
         queue = sb

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..auth.base import Authenticator
-from ..backups import BackupChecker
+from ..backups import BackupCheckRunner
 from ..cache.base import KeyValueCache
 from ..catalog import Catalog
 from ..chat.admission import QuotaGuard
@@ -51,7 +51,7 @@ class Services:
     jobs: JobService | None = None  # None: async jobs are not configured in this process
     usage: UsageStore | None = None  # None: no database
     feedback: FeedbackStore | None = None
-    backups: BackupChecker | None = None  # None: no Weaviate, so no backups to check
+    backups: BackupCheckRunner | None = None  # None: no Weaviate, so no backups to check
     # awaited in reverse at close, after the components above (pools, embedded servers, queues)
     closers: list[Closer] = field(default_factory=list)
 

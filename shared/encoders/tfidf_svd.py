@@ -53,11 +53,14 @@ class TfidfSvdEncoder:
         self.ngram_max = ngram_max
         self.idf = np.asarray(idf, dtype=np.float32)
         self.kept_buckets = np.asarray(kept_buckets, dtype=np.int64)
-        self.components = np.ascontiguousarray(components, dtype=np.float32)
+        # kept in float16, as stored: half the memory; the few rows a prompt uses are widened per call
+        self.components = np.ascontiguousarray(components, dtype=np.float16)
         self.row_of = np.full(1 << n_bits, -1, dtype=np.int32)
         self.row_of[self.kept_buckets] = np.arange(len(self.kept_buckets), dtype=np.int32)
         self.dim = int(self.components.shape[1])
-        digest = hashlib.sha256(self.components.tobytes()[:1_000_000] + self.idf.tobytes()).hexdigest()[:10]
+        digest = hashlib.sha256(
+            self.components.astype(np.float32).tobytes()[:1_000_000] + self.idf.tobytes()
+        ).hexdigest()[:10]
         self.name = f"tfidf-svd-w{ngram_max}-b{n_bits}-d{self.dim}-{digest}"
         self._mask = np.uint32((1 << n_bits) - 1)
 
@@ -76,7 +79,7 @@ class TfidfSvdEncoder:
         buckets, weights = self.sparse_row(text)
         rows = self.row_of[buckets]
         keep = rows >= 0
-        vec: np.ndarray = weights[keep] @ self.components[rows[keep]]
+        vec: np.ndarray = weights[keep] @ self.components[rows[keep]].astype(np.float32)
         norm = float(np.sqrt(vec @ vec))
         return (vec / norm if norm > 0 else vec).astype(np.float32)
 

@@ -28,7 +28,8 @@ from google.genai import types
 
 from ..config import Settings
 from ..errors import UpstreamUnavailable
-from ..providers.vertex_client import CREDENTIAL_SETTING, TIMEOUT_ERRORS, TRANSPORT_ERRORS, build_client
+from ..providers.vertex_client import TIMEOUT_ERRORS, TRANSPORT_ERRORS, build_client
+from ..providers.vertex_credentials import CREDENTIAL_SETTING
 from .base import normalise_rows
 
 MAX_TEXTS_PER_REQUEST = 250

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +150,21 @@ class WeaviateIndex:
         return "exists"
 
     # -- writes --------------------------------------------------------------------------------
+    async def seed_when_created(
+        self, starter: Sequence[LabelledExample], vectors: Callable[[], Awaitable[np.ndarray]] | None
+    ) -> None:
+        """Create the collection when it is missing and, if `vectors` is given, fill it with the
+        starter examples. Never fails the start: the router answers on priors meanwhile."""
+        try:
+            if await self.ensure_schema() == "created" and starter and vectors is not None:
+                await self.upsert(starter, await vectors())
+                log.info("seeded Weaviate with %d starter examples", len(starter))
+        except IndexUnavailable as exc:
+            # readiness says degraded until it is back
+            log.warning("Weaviate is unavailable at start: %s", exc)
+        except SchemaMismatch as exc:
+            log.error("%s", exc)
+
     async def upsert(self, examples: Sequence[LabelledExample], vectors: np.ndarray) -> int:
         if len(examples) != len(vectors):
             raise ValueError("examples and vectors differ in length")

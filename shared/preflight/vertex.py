@@ -8,7 +8,8 @@ import google.auth
 import google.auth.transport.requests
 
 from ..catalog import Catalog
-from ..providers.vertex_client import build_client, project_and_credentials
+from ..providers.vertex_client import build_client
+from ..providers.vertex_credentials import project_and_credentials
 from .base import CheckResult, Environment, describe, failed, passed, skipped
 
 NAME = "vertex"

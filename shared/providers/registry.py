@@ -7,15 +7,13 @@ import os
 from typing import Any
 
 import google.auth
-import google.auth.transport.requests
 
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..errors import ProviderNotConfigured
 from .base import Provider
 from .openai_compat import OpenAICompatibleProvider
-from .vertex import VertexProvider
-from .vertex_client import project_and_credentials
+from .vertex_credentials import project_and_credentials
 from .vertex_wif import SCOPES
 
 
@@ -33,7 +31,10 @@ class GoogleAccessToken:
             if self._creds is None:
                 self._creds, _ = google.auth.default(scopes=list(SCOPES))
             if not self._creds.valid:
-                await asyncio.to_thread(self._creds.refresh, google.auth.transport.requests.Request())
+                # google-auth's requests transport (~16 MB with requests) only once a token is needed
+                from google.auth.transport.requests import Request
+
+                await asyncio.to_thread(self._creds.refresh, Request())
             return str(self._creds.token)
 
 
@@ -73,6 +74,9 @@ class ProviderRegistry:
                     "GOOGLE_APPLICATION_CREDENTIALS_JSON or Application Default Credentials), or "
                     "point MODEL_CATALOG_PATH at a catalog of OpenAI-compatible models."
                 )
+            # google-genai (~30 MB) only when the catalog has a Vertex model
+            from .vertex import VertexProvider
+
             vertex: Provider = VertexProvider.from_settings(s, credentials=self._vertex_credentials)
             return vertex
         assert model.base_url is not None

@@ -30,14 +30,8 @@ from .base import Chunk, Completion, Timeouts
 from .gemini_request import build_request
 from .gemini_response import StreamTranslator, completion_from_response
 from .openai_compat import retry_after
-from .vertex_client import (
-    CREDENTIAL_SETTING,
-    TIMEOUT_ERRORS,
-    TRANSPORT_ERRORS,
-    call_options,
-    new_client,
-    project_and_credentials,
-)
+from .vertex_client import TIMEOUT_ERRORS, TRANSPORT_ERRORS, call_options, new_client
+from .vertex_credentials import CREDENTIAL_SETTING, project_and_credentials
 from .vertex_wif import WorkloadIdentityError
 
 _TOKEN_LIMIT_WORDING = (

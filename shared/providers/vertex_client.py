@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
-import google.auth
 import httpx
 from google import genai
-from google.auth import exceptions as auth_exceptions
 from google.genai import types
 
-from ..config import Settings, secret_value
-from ..errors import ProviderNotConfigured
-from .vertex_wif import SCOPES, credentials_from_settings
+from ..config import Settings
+from .vertex_credentials import project_and_credentials
 
 try:  # the SDK can use either httpx or httpx2; we ask for httpx, but map both
     import httpx2
@@ -35,7 +31,6 @@ except ImportError:  # pragma: no cover - httpx2 is optional
     TIMEOUT_ERRORS = (httpx.TimeoutException,)
     TRANSPORT_ERRORS = (httpx.TransportError,)
 
-CREDENTIAL_SETTING = "GOOGLE_APPLICATION_CREDENTIALS_JSON"
 
 # carries the connect timeout from the HttpOptions (call_options, new_client) to RouterTransport
 _CONNECT_TIMEOUT_HEADER = "x-llm-router-connect-timeout"
@@ -134,18 +129,6 @@ def new_client(
     )
 
 
-def project_and_credentials(settings: Settings, credentials: Any = None) -> tuple[str, Any]:
-    """Credentials: the given ones (tests), else GOOGLE_APPLICATION_CREDENTIALS_JSON, else workload
-    identity federation from Azure (VERTEX_WIF_*, vertex_wif.py), else ADC (None)."""
-    if not settings.google_cloud_project_id:
-        raise ProviderNotConfigured("Vertex AI needs GOOGLE_CLOUD_PROJECT_ID.")
-    if credentials is None:
-        credentials = credentials_from_json(secret_value(settings.google_application_credentials_json))
-    if credentials is None:
-        credentials = credentials_from_settings(settings)
-    return settings.google_cloud_project_id, credentials
-
-
 def build_client(
     settings: Settings,
     *,
@@ -174,21 +157,3 @@ def call_options(timeout_s: float, connect_s: float) -> types.HttpOptions:
         timeout=max(1, int(timeout_s * 1000)),
         headers={_CONNECT_TIMEOUT_HEADER: f"{connect_s:g}"},
     )
-
-
-def credentials_from_json(raw: str | None) -> Any:
-    """Credentials from a service-account or external_account JSON, built in memory only."""
-    if not raw:
-        return None
-
-    try:
-        info = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ProviderNotConfigured(f"{CREDENTIAL_SETTING} is not valid JSON.") from None
-    if not isinstance(info, dict):
-        raise ProviderNotConfigured(f"{CREDENTIAL_SETTING} must hold a JSON object.")
-    try:
-        creds, _ = google.auth.load_credentials_from_dict(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
-    except auth_exceptions.GoogleAuthError as exc:
-        raise ProviderNotConfigured(f"{CREDENTIAL_SETTING} holds unusable credentials: {exc}") from None
-    return creds

@@ -29,7 +29,6 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ManagedIdentityCredential
 from google.auth import exceptions as auth_exceptions
 from google.auth import identity_pool
-from google.auth.transport.requests import Request
 
 from ..config import Settings
 from ..errors import ProviderNotConfigured
@@ -212,6 +211,9 @@ def check(settings: Settings, azure_credential: Any = None) -> list[str]:
     problems = settings_problems(settings)
     if problems or config_from_settings(settings) is None:
         return problems
+
+    # google-auth's requests transport (~16 MB with requests) only for this one-off check
+    from google.auth.transport.requests import Request
 
     creds = credentials_from_settings(settings, azure_credential)
     assert creds is not None
