@@ -82,6 +82,11 @@ async def routing_examples(req: Request) -> Response:
     return await serve(req, get_services, ep.EXAMPLES_LIST, ep.EXAMPLES_ADD)
 
 
+@app.route(route=ep.JUDGE_AGREEMENT.route, methods=ep.methods(ep.JUDGE_AGREEMENT))
+async def judge_agreement(req: Request) -> Response:
+    return await serve(req, get_services, ep.JUDGE_AGREEMENT)
+
+
 @app.service_bus_queue_trigger(arg_name="msg", queue_name="%SERVICE_BUS_QUEUE%", connection="ServiceBusConnection")
 async def route_job_message(msg: func.ServiceBusMessage) -> None:
     await triggers.on_job_message(msg, await get_services())

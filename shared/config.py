@@ -132,6 +132,17 @@ class Settings(BaseSettings):
     # Tenants not listed may use every enabled model.
     tenant_model_allowlist: dict[str, list[str]] = Field(default_factory=dict)
 
+    # --- self-labelling from traffic (shared/shadow/, docs/routing-quality.md) -------------------
+    # The share of answered requests also sent, after the answer, to a model of another tier and
+    # judged pairwise against it; the verdicts become the tenant's labelled examples. 0 = off.
+    shadow_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Shadow and judge spend per tenant and UTC day; checked before every shadow or judge call.
+    shadow_usd_per_day: float = Field(default=1.0, ge=0.0)
+    # The catalog model that judges; empty: the catalog's frontier model with the highest prior.
+    shadow_judge_model: str = ""
+    # Shadow labellings running at once per process; a sampled answer beyond it is skipped.
+    shadow_max_in_flight: int = Field(default=8, ge=1)
+
     # --- Vertex AI ----------------------------------------------------------------------------------
     google_cloud_project_id: str | None = None
     vertex_ai_location: str = "us-central1"

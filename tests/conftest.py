@@ -38,6 +38,7 @@ def fake_openai_server() -> Iterator[tuple[FakeOpenAI, ServerThread]]:
 def fake_openai(fake_openai_server: tuple[FakeOpenAI, ServerThread]) -> FakeOpenAI:
     fake, _ = fake_openai_server
     fake.script.clear()
+    fake.responders.clear()
     fake.requests.clear()
     fake.headers.clear()
     return fake

@@ -36,6 +36,7 @@ ROLES: dict[tuple[str, str], Role | None] = {
     ("GET", "api/v1/usage"): Role.INVOKE,
     ("GET", "api/v1/examples"): Role.ADMIN,
     ("POST", "api/v1/examples"): Role.ADMIN,
+    ("GET", "api/v1/judge/agreement"): Role.ADMIN,
 }
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hello"}], "temperature": 0}

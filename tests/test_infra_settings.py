@@ -101,6 +101,13 @@ _REASONS: dict[str, list[str]] = {
         "VERTEX_WIF_STS_URL",
         "VERTEX_WIF_IAM_URL",
     ],
+    "self-labelling from traffic is off by default (SHADOW_SAMPLE_RATE=0); the budget, judge and concurrency "
+    "defaults are documented (docs/routing-quality.md)": [
+        "SHADOW_SAMPLE_RATE",
+        "SHADOW_USD_PER_DAY",
+        "SHADOW_JUDGE_MODEL",
+        "SHADOW_MAX_IN_FLIGHT",
+    ],
     "deliberately not an app setting: with AZURE_CLIENT_ID naming the managed identity it would make "
     "DefaultAzureCredential try a client-secret login (infra/main.bicep notes)": ["AZURE_CLIENT_SECRET"],
 }

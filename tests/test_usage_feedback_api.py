@@ -104,7 +104,7 @@ async def test_streamed_and_plain_calls_show_exact_tokens_and_cost(
     resp = await client.get("/api/v1/usage", headers=h, params={**window(), "group_by": "model"})
     assert resp.status_code == 200, resp.text
     body = resp.json()
-    assert set(body) == {"from", "to", "group_by", "data"}
+    assert set(body) == {"from", "to", "group_by", "purpose", "data"}
     assert body["group_by"] == "model"
     got = {row["model"]: row for row in body["data"]}
     big, small = catalog.get("big"), catalog.get("small")

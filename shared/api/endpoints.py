@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ..auth.base import Role
 from ..composition.services import Services
 from ..schemas import ChatCompletionRequest
-from . import chat, examples, feedback, jobs, ops, usage
+from . import chat, examples, feedback, jobs, judge, ops, usage
 from .endpoint import Endpoint, HttpCall
 from .http import json_response
 from .openapi import build_document
@@ -124,6 +124,15 @@ EXAMPLES_ADD = Endpoint(
     body_model=examples.ExamplesIn,
     statuses=(400, 413),
 )
+JUDGE_AGREEMENT = Endpoint(
+    "judge_agreement",
+    "api/v1/judge/agreement",
+    ("GET",),
+    Role.ADMIN,
+    "How often the shadow judge agrees with human feedback on the same requests (own tenant).",
+    judge.agreement,
+    statuses=(400, 503),
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     CHAT,
@@ -140,6 +149,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     JOBS_STATUS,
     EXAMPLES_LIST,
     EXAMPLES_ADD,
+    JUDGE_AGREEMENT,
 )
 
 

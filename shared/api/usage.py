@@ -1,4 +1,8 @@
-"""GET /api/v1/usage?from=&to=&group_by=model|day|tenant[&tenant=]: tokens, requests and cost.
+"""GET /api/v1/usage?from=&to=&group_by=model|day|tenant|purpose[&tenant=][&purpose=]: tokens,
+requests and cost.
+
+`purpose` picks what is counted: `answer` (the default: the caller's own requests), `shadow`,
+`judge` (the calls made after answers to label traffic, shared/shadow/), a comma list, or `all`.
 
 An Invoke principal sees its own tenant; an Admin sees every tenant and may pick one with
 `tenant=`. `from`/`to` are ISO 8601 (a date alone means midnight UTC, no offset means UTC);
@@ -14,7 +18,7 @@ from starlette.responses import Response
 
 from ..auth.base import Role
 from ..errors import DependencyUnavailable, InvalidRequest, PermissionDenied
-from ..store.usage import GROUP_BY
+from ..store.usage import GROUP_BY, PURPOSES
 from .endpoint import HttpCall
 from .http import json_response
 
@@ -33,12 +37,28 @@ def parse_instant(value: str, param: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def parse_purposes(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ("answer",)
+    if value.strip() == "all":
+        return PURPOSES
+    asked = tuple(dict.fromkeys(p.strip() for p in value.split(",") if p.strip()))
+    bad = [p for p in asked if p not in PURPOSES]
+    if bad or not asked:
+        raise InvalidRequest(
+            f"Invalid 'purpose': expected 'all' or a comma list of {', '.join(PURPOSES)}.",
+            param="purpose",
+            code="invalid_value",
+        )
+    return asked
+
+
 async def usage(call: HttpCall) -> Response:
     store, principal = call.services.usage, call.principal
     if store is None:
         raise DependencyUnavailable("Usage needs the database (DATABASE_URL).")
     q = call.request.query_params
-    unknown = sorted(set(q.keys()) - {"from", "to", "group_by", "tenant"})
+    unknown = sorted(set(q.keys()) - {"from", "to", "group_by", "tenant", "purpose"})
     if unknown:
         raise InvalidRequest(f"Unknown query parameter '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
     group_by = q.get("group_by", "model")
@@ -57,6 +77,13 @@ async def usage(call: HttpCall) -> Response:
     elif q.get("tenant") and q["tenant"] != principal.tenant:
         raise PermissionDenied(f"Reading another tenant's usage needs the {Role.ADMIN.value} role.")
 
-    data = await store.query(tenant, start, end, group_by)
-    body: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "data": data}
+    purposes = parse_purposes(q.get("purpose"))
+    data = await store.query(tenant, start, end, group_by, purposes)
+    body: dict[str, Any] = {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "group_by": group_by,
+        "purpose": list(purposes),
+        "data": data,
+    }
     return json_response(body, 200, {"x-request-id": call.request_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..auth.base import ANONYMOUS, Authenticator, Principal
@@ -41,9 +41,11 @@ from ..probe import Probe
 from ..providers.registry import ProviderRegistry
 from ..routing.predictor import PredictorParams, outcome_priors
 from ..routing.router import Router
+from ..shadow.budget import MemoryShadowBudget, ShadowBudget
 from ..store.base import MemoryRequestLog, RequestLogSink
 from ..store.feedback import FeedbackSource, FeedbackStore, MemoryFeedbackSource
 from ..store.usage import UsageStore
+from ..store.verdicts import MemoryVerdicts, PostgresVerdicts
 from .services import Closer, Services
 
 
@@ -72,6 +74,8 @@ class Parts:
     feedback: FeedbackStore | None = None
     feedback_source: FeedbackSource | None = None
     backups: BackupCheckRunner | None = None
+    shadow_budget: ShadowBudget | None = None  # None: kept in memory
+    verdicts: PostgresVerdicts | None = None  # None: kept in memory, no agreement report
     probes: Mapping[str, Probe] = field(default_factory=dict)
     health_details: Details | None = None
     config_problems: Sequence[str] = ()
@@ -127,6 +131,19 @@ def build_router(
     )
 
 
+def build_hooks(s: Settings, p: Parts, deps: HookDeps) -> HookRunner:
+    """The after-answer hooks, with what self-labelling needs besides the common deps."""
+    return HookRunner(
+        discover(
+            replace(
+                deps,
+                shadow_budget=p.shadow_budget or MemoryShadowBudget(s.shadow_usd_per_day),
+                verdicts=p.verdicts or MemoryVerdicts(),
+            )
+        )
+    )
+
+
 async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
     p = parts or Parts()
     s = settings
@@ -147,7 +164,7 @@ async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
         index,
         encoder,
     )
-    hooks = HookRunner(discover(HookDeps(s, catalog, providers, encoder, index, cache, feeder)))
+    hooks = build_hooks(s, p, HookDeps(s, catalog, providers, encoder, index, cache, feeder, request_log=request_log))
     chat = ChatService(
         s,
         Decider(s, router, circuit),
@@ -183,5 +200,6 @@ async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
         usage=p.usage,
         feedback=p.feedback,
         backups=p.backups,
+        verdicts=p.verdicts,
         closers=p.closers,
     )

@@ -37,12 +37,14 @@ from ..queue.local import get_local_bus
 from ..queue.servicebus_settings import configured as servicebus_configured
 from ..quota import MemoryQuota, QuotaLimits, RedisQuota
 from ..routing.predictor import outcome_priors
+from ..shadow.budget import MemoryShadowBudget, RedisShadowBudget
 from ..store.backup_checks import BackupCheckStore, MemoryBackupCheckStore, PostgresBackupCheckStore
 from ..store.db import Database
 from ..store.feedback import FeedbackStore, PostgresFeedbackSource
 from ..store.job_store import JobStore, MemoryJobStore, PostgresJobStore
 from ..store.request_log import PostgresRequestLog
 from ..store.usage import UsageStore
+from ..store.verdicts import PostgresVerdicts
 from ..telemetry import configure_tracing
 from .assemble import Parts, assemble, build_encoder, load_starter
 from .services import Services
@@ -79,6 +81,7 @@ async def wire_store(settings: Settings, parts: Parts) -> Database | None:
     parts.usage = UsageStore(db, writer)
     parts.feedback = FeedbackStore(db, writer)
     parts.feedback_source = PostgresFeedbackSource(db)
+    parts.verdicts = PostgresVerdicts(db)
     parts.probes = {**parts.probes, "postgres": db.probe}
     return db
 
@@ -158,6 +161,11 @@ async def wire_auth(settings: Settings, parts: Parts) -> None:
     # (it is closed with the cache)
     cache = parts.cache
     parts.quota = RedisQuota(cache.client, limits) if isinstance(cache, RedisCache) else MemoryQuota(limits)
+    # the shadow budget per tenant and day (shared/shadow/budget.py) is kept like the quotas
+    usd = settings.shadow_usd_per_day
+    parts.shadow_budget = (
+        RedisShadowBudget(cache.client, usd) if isinstance(cache, RedisCache) else MemoryShadowBudget(usd)
+    )
 
 
 async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> None:

@@ -25,6 +25,7 @@ from ..routing.router import Router
 from ..store.base import RequestLogSink
 from ..store.feedback import FeedbackStore
 from ..store.usage import UsageStore
+from ..store.verdicts import PostgresVerdicts
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Services:
     usage: UsageStore | None = None  # None: no database
     feedback: FeedbackStore | None = None
     backups: BackupCheckRunner | None = None  # None: no Weaviate, so no backups to check
+    verdicts: PostgresVerdicts | None = None  # None: no database, so no judge agreement report
     # awaited in reverse at close, after the components above (pools, embedded servers, queues)
     closers: list[Closer] = field(default_factory=list)
 

@@ -35,8 +35,10 @@ class RequestLogRow:
     stream: bool = False
     usage_source: str = "provider"  # provider | estimated | none
     fallbacks: list[dict[str, str]] = field(default_factory=list)
-    source: str = "http"  # http | job
+    source: str = "http"  # http | job | shadow (a call made after an answer to label traffic)
     prompt_text: str | None = None
+    purpose: str = "answer"  # answer | shadow | judge
+    parent_request_id: str | None = None  # the answered request a shadow or judge call belongs to
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 

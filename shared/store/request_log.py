@@ -37,17 +37,18 @@ INSERT_BATCH = (
     "WITH ins AS ("
     " INSERT INTO request_log (id, tenant, requested_model, policy, chosen_model, decision, cache,"
     " prompt_tokens, completion_tokens, cost_usd, latency_ms, upstream_ms, overhead_ms, status, error_code,"
-    " stream, usage_source, fallbacks, source, prompt_text, created_at)"
+    " stream, usage_source, fallbacks, source, prompt_text, created_at, purpose, parent_request_id)"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],"
     " %s::int[], %s::int[], %s::numeric[], %s::float8[], %s::float8[], %s::float8[], %s::int[], %s::text[],"
-    " %s::bool[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::timestamptz[])"
+    " %s::bool[], %s::text[], %s::jsonb[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
     " ON CONFLICT (id) DO NOTHING"
-    " RETURNING tenant, created_at, chosen_model, prompt_tokens, completion_tokens, cost_usd)"
-    " INSERT INTO usage_daily AS u (tenant, day, model, requests, prompt_tokens, completion_tokens, cost_usd)"
-    " SELECT coalesce(tenant, ''), (created_at AT TIME ZONE 'UTC')::date, coalesce(chosen_model, 'none'),"
+    " RETURNING tenant, created_at, chosen_model, prompt_tokens, completion_tokens, cost_usd, purpose)"
+    " INSERT INTO usage_daily AS u"
+    " (tenant, day, model, purpose, requests, prompt_tokens, completion_tokens, cost_usd)"
+    " SELECT coalesce(tenant, ''), (created_at AT TIME ZONE 'UTC')::date, coalesce(chosen_model, 'none'), purpose,"
     " count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
-    " FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (tenant, day, model) DO UPDATE SET"
+    " FROM ins GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant, day, model, purpose) DO UPDATE SET"
     " requests = u.requests + EXCLUDED.requests,"
     " prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,"
     " completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens,"
@@ -83,6 +84,8 @@ def _params(row: RequestLogRow) -> list[Any]:
         row.source,
         row.prompt_text,
         row.created_at,
+        row.purpose,
+        row.parent_request_id,
     ]
 
 

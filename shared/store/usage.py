@@ -1,4 +1,7 @@
-"""Usage and cost over a time range, grouped by model, day or tenant.
+"""Usage and cost over a time range, grouped by model, day, tenant or purpose.
+
+Rows have a purpose: `answer` (the caller's own requests) or `shadow`/`judge` (calls the router
+made after an answer to label traffic, shared/shadow/). A query counts the purposes it is given.
 
 Whole UTC days inside the range are read from the `usage_daily` rollup; only the partial days
 at the edges read the request log (through its (tenant, created_at) index). The range is
@@ -15,8 +18,9 @@ from psycopg import sql
 from .db import Database, unavailable_as
 from .request_log import PostgresRequestLog
 
-GroupBy = Literal["model", "day", "tenant"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "tenant")
+GroupBy = Literal["model", "day", "tenant", "purpose"]
+GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "tenant", "purpose")
+PURPOSES = ("answer", "shadow", "judge")
 
 
 def _day_start(d: date) -> datetime:
@@ -36,19 +40,22 @@ def whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
 USAGE_QUERY = """
 SELECT {key} AS key, sum(requests), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd) FROM (
   SELECT coalesce(tenant, '') AS tenant, (created_at AT TIME ZONE 'UTC')::date AS day,
-         coalesce(chosen_model, 'none') AS model, 1::bigint AS requests, prompt_tokens::bigint AS prompt_tokens,
-         completion_tokens::bigint AS completion_tokens, cost_usd
+         coalesce(chosen_model, 'none') AS model, purpose, 1::bigint AS requests,
+         prompt_tokens::bigint AS prompt_tokens, completion_tokens::bigint AS completion_tokens, cost_usd
     FROM request_log
    WHERE created_at >= %(a0)s AND created_at < %(b0)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+     AND purpose = ANY(%(purposes)s::text[])
   UNION ALL
-  SELECT tenant, day, model, requests, prompt_tokens, completion_tokens, cost_usd
+  SELECT tenant, day, model, purpose, requests, prompt_tokens, completion_tokens, cost_usd
     FROM usage_daily
    WHERE day >= %(d0)s AND day < %(d1)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+     AND purpose = ANY(%(purposes)s::text[])
   UNION ALL
-  SELECT coalesce(tenant, ''), (created_at AT TIME ZONE 'UTC')::date,
-         coalesce(chosen_model, 'none'), 1::bigint, prompt_tokens::bigint, completion_tokens::bigint, cost_usd
+  SELECT coalesce(tenant, ''), (created_at AT TIME ZONE 'UTC')::date, coalesce(chosen_model, 'none'), purpose,
+         1::bigint, prompt_tokens::bigint, completion_tokens::bigint, cost_usd
     FROM request_log
    WHERE created_at >= %(a1)s AND created_at < %(b1)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s::text)
+     AND purpose = ANY(%(purposes)s::text[])
 ) AS t GROUP BY {key} ORDER BY {key}
 """
 
@@ -59,7 +66,12 @@ class UsageStore:
         self.writer = writer
 
     async def query(
-        self, tenant: str | None, start: datetime, end: datetime, group_by: GroupBy
+        self,
+        tenant: str | None,
+        start: datetime,
+        end: datetime,
+        group_by: GroupBy,
+        purposes: tuple[str, ...] = ("answer",),
     ) -> list[dict[str, Any]]:
         if group_by not in GROUP_BY:
             raise ValueError(f"group_by must be one of {GROUP_BY}")
@@ -68,7 +80,7 @@ class UsageStore:
             # while the writer is failing: the query would fail the same way)
             await self.writer.flush(timeout_s=2.0)
         async with unavailable_as("usage"):
-            rows = await self._rows(tenant, start, end, group_by)
+            rows = await self._rows(tenant, start, end, group_by, purposes)
         out: list[dict[str, Any]] = []
         for key, requests, prompt, completion, cost in rows:
             pt, ct = int(prompt or 0), int(completion or 0)
@@ -84,9 +96,11 @@ class UsageStore:
             )
         return out
 
-    async def _rows(self, tenant: str | None, start: datetime, end: datetime, group_by: GroupBy) -> list[Any]:
+    async def _rows(
+        self, tenant: str | None, start: datetime, end: datetime, group_by: GroupBy, purposes: tuple[str, ...]
+    ) -> list[Any]:
         await self.db.ensure_schema()
-        params: dict[str, Any] = {"tenant": tenant}
+        params: dict[str, Any] = {"tenant": tenant, "purposes": list(purposes)}
         days = whole_days(start, end)
         if days is None:
             params.update(a0=start, b0=end, a1=end, b1=end, d0=date.min, d1=date.min)

@@ -3,7 +3,10 @@
 Answers deterministically and counts tokens as whitespace-separated words, so tests can check
 usage and cost exactly. Behaviour is scripted per model name through `FakeOpenAI.script`:
 a list of actions consumed one per request ("ok", "429", "500", "hang", "break_before",
-"break_after", "no_usage", "content_filter", "context"). Requests are recorded.
+"break_after", "no_usage", "content_filter", "context"). What a model says can be scripted too:
+`FakeOpenAI.responders[model]` is called with each request body and returns the answer text, or
+None for the default echo (so one upstream model can play an answering model and a judge).
+Requests are recorded.
 
     python -m tests.fakes.openai_upstream --port 8001
 """
@@ -15,7 +18,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -44,6 +47,7 @@ class FakeOpenAI:
     def __init__(self, hang_s: float = 30.0) -> None:
         self.script: dict[str, deque[str]] = defaultdict(deque)
         self.always: dict[str, str] = {}  # model -> action for every request (after the script)
+        self.responders: dict[str, Callable[[dict[str, Any]], str | None]] = {}
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.hang_s = hang_s
@@ -56,6 +60,10 @@ class FakeOpenAI:
         self.script[model].extend(actions)
 
     def answer_for(self, body: dict[str, Any]) -> str:
+        responder = self.responders.get(body.get("model", ""))
+        said = responder(body) if responder is not None else None
+        if said is not None:
+            return said
         msgs = body.get("messages") or [{}]
         last = msgs[-1].get("content")
         text = last if isinstance(last, str) else "content"

@@ -32,6 +32,7 @@ HTTP_FUNCTIONS: dict[str, tuple[str, list[str]]] = {
     "submit_job": ("api/v1/jobs", ["POST"]),
     "get_job": ("api/v1/jobs/{id}", ["GET"]),
     "routing_examples": ("api/v1/examples", ["GET", "POST"]),
+    "judge_agreement": ("api/v1/judge/agreement", ["GET"]),
 }
 TIMERS = {"backup_check": "%BACKUP_CHECK_SCHEDULE%", "feedback_to_examples": "%FEEDBACK_EXAMPLES_SCHEDULE%"}
 SERVICE_BUS = {"route_job_message": ("%SERVICE_BUS_QUEUE%", "ServiceBusConnection")}
@@ -60,7 +61,7 @@ def test_init_advertises_http_uri_with_the_app_settings(worker: WorkerHost) -> N
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_bindings(worker: WorkerHost) -> None:
     functions = worker.functions
     assert set(functions) == set(HTTP_FUNCTIONS) | set(TIMERS) | set(SERVICE_BUS)
-    assert len(functions) == 16
+    assert len(functions) == len(HTTP_FUNCTIONS) + len(TIMERS) + len(SERVICE_BUS)
     for name, (route, methods) in HTTP_FUNCTIONS.items():
         bindings = {b["name"]: b for b in functions[name].raw_bindings}
         trigger = bindings["req"]

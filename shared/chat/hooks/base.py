@@ -6,7 +6,7 @@ function (None: off under these settings). shared/chat/hooks/__init__.py finds i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ...cache.base import KeyValueCache
@@ -19,6 +19,9 @@ from ...providers.base import Completion
 from ...providers.registry import ProviderRegistry
 from ...routing.router import Decision
 from ...schemas import ChatCompletionRequest
+from ...shadow.budget import MemoryShadowBudget, ShadowBudget
+from ...store.base import MemoryRequestLog, RequestLogSink
+from ...store.verdicts import MemoryVerdicts, VerdictSink
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,7 @@ class HookDeps:
     index: ExampleIndex
     cache: KeyValueCache | None
     feedback_examples: FeedbackExamples
+    # self-labelling (hooks/shadow.py): where its calls are logged, its budget, its verdicts
+    request_log: RequestLogSink = field(default_factory=MemoryRequestLog)
+    shadow_budget: ShadowBudget = field(default_factory=lambda: MemoryShadowBudget(0.0))
+    verdicts: VerdictSink = field(default_factory=MemoryVerdicts)

@@ -27,9 +27,13 @@ class HookRunner:
             self._task = asyncio.create_task(self._run())
 
     async def drain(self) -> None:
-        """Wait for the queued answers (shutdown, tests)."""
+        """Wait for the queued answers, and for work a hook runs on its own tasks (shutdown, tests)."""
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
+        for hook in self.hooks:
+            drain = getattr(hook, "drain", None)
+            if drain is not None:
+                await drain()
 
     async def _run(self) -> None:
         while self._queue:
