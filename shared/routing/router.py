@@ -19,7 +19,7 @@ from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
 from .difficulty import DifficultyModel, load_default
 from .policy import Candidate, PolicyName, rank, rank_unsure
-from .predictor import PredictorParams, predict_qualities
+from .predictor import PredictorParams, estimate, predict_qualities
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Decision:
     candidates: list[Candidate]
     neighbours: Sequence[Neighbour]
     decision_ms: float
+    own_neighbours: Sequence[Neighbour] = ()
     index_status: str = "ok"
     vector: np.ndarray | None = field(default=None, repr=False)
     confidence: float = 1.0
@@ -73,6 +74,7 @@ class Decision:
         rows += [c.public(None) for c in self.candidates if not c.eligible]
         top = self.ranked[0]
         nbs = Neighbours.of(self.neighbours)
+        own = Neighbours.of(self.own_neighbours)
         return {
             "model": self.chosen.id,
             "policy": self.policy,
@@ -83,6 +85,9 @@ class Decision:
             "candidates": rows,
             "neighbours": [
                 {"id": i, "similarity": round(float(s), 4)} for i, s in zip(nbs.ids, nbs.similarities, strict=True)
+            ],
+            "tenant_neighbours": [
+                {"id": i, "similarity": round(float(sim), 4)} for i, sim in zip(own.ids, own.similarities, strict=True)
             ],
             "index": self.index_status,
             "confidence": round(self.confidence, 3),
@@ -99,6 +104,12 @@ class NeighbourSearch(Protocol):
     kind: str
 
     async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> Sequence[Neighbour]: ...
+
+
+class TenantSearch(Protocol):
+    """An index that can also search one tenant's own examples only (LocalIndex, WeaviateIndex)."""
+
+    async def search_own(self, vector: np.ndarray, k: int, *, tenant: str) -> Sequence[Neighbour]: ...
 
 
 class Router:
@@ -129,6 +140,7 @@ class Router:
         self.min_confidence = min_confidence
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
+        self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
 
     def prior_for(self, model: ModelSpec, per_prompt: dict[str, float] | None = None) -> float:
         """The prompt-difficulty prior of the model's tier when there is one, else the mean
@@ -147,7 +159,13 @@ class Router:
         row: np.ndarray = vectors[0]
         return row
 
-    async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], str]:
+    async def neighbours(
+        self, vector: np.ndarray, tenant: str | None
+    ) -> tuple[Sequence[Neighbour], Sequence[Neighbour], str]:
+        """The shared neighbours and the tenant's own ones, and the index status. With an index
+        that searches a tenant alone, the first search reads the shared examples only and the
+        second the tenant's, so the tenant's labels are never crowded out; otherwise one search
+        reads both."""
         with span(
             "vector_search",
             kind=trace.SpanKind.CLIENT,
@@ -155,17 +173,29 @@ class Router:
         ) as current:
             try:
                 if self.index.kind == "local":  # in memory: nothing to time out
-                    found = await self.index.search(vector, self.params.k, tenant=tenant)
+                    shared, own = await self._search(vector, tenant)
                 else:
                     # asyncio.timeout, not wait_for: no extra task per search
                     async with asyncio.timeout(self.index_timeout_s):
-                        found = await self.index.search(vector, self.params.k, tenant=tenant)
-                current.set_attribute("llm_router.neighbours", len(found))
-                return found, "ok"
+                        shared, own = await self._search(vector, tenant)
+                current.set_attribute("llm_router.neighbours", len(shared) + len(own))
+                return shared, own, "ok"
             except Exception as exc:  # any index failure: route on priors, say so
                 log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
                 current.set_status(trace.StatusCode.ERROR, type(exc).__name__)
-                return [], "index unavailable"
+                return [], [], "index unavailable"
+
+    async def _search(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], Sequence[Neighbour]]:
+        if tenant is None or self._own_search is None:
+            return await self.index.search(vector, self.params.k, tenant=tenant), []
+        if self.index.kind == "local":
+            shared = await self.index.search(vector, self.params.k, tenant=None)
+            return shared, await self._own_search.search_own(vector, self.params.own_k, tenant=tenant)
+        shared, own = await asyncio.gather(
+            self.index.search(vector, self.params.k, tenant=None),
+            self._own_search.search_own(vector, self.params.own_k, tenant=tenant),
+        )
+        return shared, own
 
     async def decide(self, req: RoutingRequest, *, open_circuits: Collection[str] = ()) -> Decision:
         t0 = time.perf_counter()
@@ -173,6 +203,7 @@ class Router:
         candidates = [self._candidate(m, req, open_circuits) for m in models]
         live = [c for c in candidates if c.excluded is None]
         neighbours: Sequence[Neighbour] = []
+        own: Sequence[Neighbour] = []
         index_status = "ok"
         vector = None
         if len(live) > 1 or req.min_quality is not None:
@@ -182,9 +213,9 @@ class Router:
                 log.warning("encoder unavailable, routing on priors: %s", type(exc).__name__)
                 index_status = "index unavailable"
             else:
-                neighbours, index_status = await self.neighbours(vector, req.tenant)
+                neighbours, own, index_status = await self.neighbours(vector, req.tenant)
         per_prompt = self.difficulty.predict(req.prompt) if self.difficulty is not None and len(live) > 1 else {}
-        self._predict(candidates, neighbours, index_status, per_prompt)
+        self._predict(candidates, neighbours, own, index_status, per_prompt)
         if req.min_quality is not None:
             for c in candidates:
                 if c.eligible and c.predicted_quality < req.min_quality:
@@ -203,6 +234,7 @@ class Router:
             ranked=ranked,
             candidates=candidates,
             neighbours=neighbours,
+            own_neighbours=own,
             decision_ms=(time.perf_counter() - t0) * 1000,
             index_status=index_status,
             vector=vector,
@@ -266,11 +298,13 @@ class Router:
         self,
         candidates: Sequence[Candidate],
         neighbours: Sequence[Neighbour],
+        own: Sequence[Neighbour],
         index_status: str,
         per_prompt: dict[str, float],
     ) -> None:
-        estimates = predict_qualities(
+        estimates = estimate(
             neighbours,
+            own,
             [c.model.label_keys for c in candidates],
             [self.prior_for(c.model, per_prompt) for c in candidates],
             self.params,
