@@ -147,3 +147,39 @@ def test_the_tenants_estimate_takes_over_monotonically_as_its_evidence_grows() -
     assert gains[0] > 0.3  # no own labels: the shared estimate alone
     assert all(b < a for a, b in itertools.pairwise(gains))
     assert gains[-1] < 0.01  # with many labels the tenant's own evidence decides
+
+
+async def test_a_prompt_unlike_the_examples_is_low_confidence_by_the_calibrated_floor(
+    encoder: HashingEncoder,
+) -> None:
+    """The floor is the examples' own leave-one-out neighbour mass quantile; a prompt with a
+    thinner neighbourhood goes to the cheapest model under balanced and says why, one as dense
+    as the examples' own does not."""
+    from shared.routing.typicality import TypicalityFloor
+
+    index = LocalIndex(encoder.dim)
+    examples = await _filled(index, encoder)
+    shared = [ex for ex in examples if ex.tenant is None]
+    vectors = encoder.encode([ex.content for ex in shared])
+    params = PredictorParams(k=20)
+    floor = TypicalityFloor.calibrate(
+        vectors, index.search_sync, encoder=encoder.name, k=params.k, power=params.similarity_power, rate=0.01
+    )
+    assert floor.floor > 0 and floor.sample == len(shared)
+    catalog = Catalog([_spec("big", "frontier", 2.0, 8.0), _spec("small", "economy", 0.1, 0.4)])
+    router = Router(catalog, encoder, index, params=params, difficulty=None, typicality=floor)
+    known = await router.decide(RoutingRequest(prompt="what is the capital city of chile", policy="balanced"))
+    assert not known.low_confidence and known.chosen.id == "big"
+    odd = await router.decide(RoutingRequest(prompt="what is the capital city", policy="balanced"))
+    assert odd.neighbours and odd.low_confidence and odd.chosen.id == "small"
+    assert "neighbour mass" in odd.confidence_reason
+    # measured with another encoder state: not applied
+    other = Router(
+        catalog,
+        encoder,
+        index,
+        params=params,
+        difficulty=None,
+        typicality=floor.__class__(floor=floor.floor, encoder="another", k=20, power=2.0, rate=0.01, sample=1),
+    )
+    assert other.typicality is None

@@ -20,6 +20,8 @@ from ..telemetry import span
 from .difficulty import DifficultyModel, load_default
 from .policy import Candidate, PolicyName, rank, rank_unsure
 from .predictor import PredictorParams, estimate, predict_qualities
+from .typicality import TypicalityFloor, neighbour_mass
+from .typicality import load_default as load_typicality
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class Router:
         index_timeout_s: float = 2.0,
         difficulty: DifficultyModel | str | None = _SHIPPED,
         min_confidence: float = MIN_CONFIDENCE,
+        typicality: TypicalityFloor | str | None = _SHIPPED,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
@@ -138,6 +141,13 @@ class Router:
         # the per-prompt prior of each tier (difficulty.py); the shipped one unless told otherwise
         self.difficulty: DifficultyModel | None = load_default() if isinstance(difficulty, str) else difficulty
         self.min_confidence = min_confidence
+        # the calibrated floor on neighbour mass (typicality.py), used only with the encoder state,
+        # k and similarity power it was measured with
+        floor = load_typicality() if isinstance(typicality, str) else typicality
+        name = str(getattr(encoder, "name", ""))
+        self.typicality = (
+            floor if floor and floor.applies_to(name, self.params.k, self.params.similarity_power) else None
+        )
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
         self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
@@ -221,6 +231,8 @@ class Router:
                 if c.eligible and c.predicted_quality < req.min_quality:
                     c.excluded = f"predicted quality {c.predicted_quality:.3f} below min_quality {req.min_quality}"
         confidence, why, unsure = self._confidence(candidates, len(live), index_status)
+        if not unsure and index_status == "ok" and len(live) > 1 and not own:
+            why, unsure = self._atypical(neighbours, why)
         if unsure and req.policy != "quality":
             ranked = rank_unsure(candidates, req.policy)
         else:
@@ -264,6 +276,21 @@ class Router:
             conf,
             f"confidence {conf:.2f}: {conf / (1 - conf) * self.params.prior_strength:.1f} similarity-weighted examples",
             False,
+        )
+
+    def _atypical(self, neighbours: Sequence[Neighbour], why: str) -> tuple[str, bool]:
+        """Low confidence when the neighbourhood is thinner than the examples' own (typicality.py)."""
+        if self.typicality is None:
+            return why, False
+        mass = neighbour_mass(neighbours, self.params.similarity_power)
+        if not self.typicality.unlike_the_examples(mass):
+            return why, False
+        return (
+            f"low: neighbour mass {mass:.1f} below {self.typicality.floor:.1f}, thinner than all but "
+            f"{self.typicality.rate:.1%} of the labelled examples' own neighbourhoods: the examples hold "
+            "nothing like this prompt; the cheapest eligible model is chosen (quality policy: the highest "
+            "predicted quality)",
+            True,
         )
 
     # -- steps ----------------------------------------------------------------------------
