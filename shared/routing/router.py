@@ -85,9 +85,15 @@ class Decision:
             "reason": top.notes[0] if top.notes else "only eligible model",
             "fallbacks": [m.id for m in self.fallbacks],
             "candidates": rows,
-            "neighbours": [
-                {"id": i, "similarity": round(float(s), 4)} for i, s in zip(nbs.ids, nbs.similarities, strict=True)
-            ],
+            # the shared and the tenant's own neighbours together, most similar first
+            "neighbours": sorted(
+                (
+                    {"id": i, "similarity": round(float(sim), 4)}
+                    for part in (nbs, own)
+                    for i, sim in zip(part.ids, part.similarities, strict=True)
+                ),
+                key=lambda n: -float(n["similarity"]),  # type: ignore[arg-type]
+            ),
             "tenant_neighbours": [
                 {"id": i, "similarity": round(float(sim), 4)} for i, sim in zip(own.ids, own.similarities, strict=True)
             ],
@@ -145,9 +151,8 @@ class Router:
         # k and similarity power it was measured with
         floor = load_typicality() if isinstance(typicality, str) else typicality
         name = str(getattr(encoder, "name", ""))
-        self.typicality = (
-            floor if floor and floor.applies_to(name, self.params.k, self.params.similarity_power) else None
-        )
+        applies = floor is not None and floor.applies_to(name, self.params.k, self.params.similarity_power)
+        self.typicality = floor if applies else None
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
         self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
@@ -285,13 +290,9 @@ class Router:
         mass = neighbour_mass(neighbours, self.params.similarity_power)
         if not self.typicality.unlike_the_examples(mass):
             return why, False
-        return (
-            f"low: neighbour mass {mass:.1f} below {self.typicality.floor:.1f}, thinner than all but "
-            f"{self.typicality.rate:.1%} of the labelled examples' own neighbourhoods: the examples hold "
-            "nothing like this prompt; the cheapest eligible model is chosen (quality policy: the highest "
-            "predicted quality)",
-            True,
-        )
+        why = f"low: neighbour mass {mass:.1f} below {self.typicality.floor:.1f}, thinner than all but "
+        why += f"{self.typicality.rate:.1%} of the labelled examples' own: they hold nothing like this prompt; "
+        return why + "the cheapest eligible model is chosen (quality policy: the highest predicted quality)", True
 
     # -- steps ----------------------------------------------------------------------------
     def _models_for(self, req: RoutingRequest) -> list[ModelSpec]:
