@@ -12,6 +12,8 @@ below (a score in 0..1). Why and how: shared/data/README.md. Sources (all under 
     python scripts/build_starter_examples.py ../shared/data
     # one tier-labelled file per source (for leave-one-source-out evaluation), never shipped:
     python scripts/build_starter_examples.py ../shared/data --per-source /tmp/sources --with-alpaca
+    # after the encoder state is fitted (python -m shared.cli encoder-fit): the typicality floor
+    python scripts/build_starter_examples.py ../shared/data --calibrate
 
 `--with-alpaca` adds AlpacaEval (CC BY-NC 4.0) to the per-source files only; it is never
 written into the shipped starter set.
@@ -134,12 +136,41 @@ def fit_difficulty(root: Path) -> None:
     print(f"wrote the difficulty prior to {DEFAULT_PATH}")
 
 
+def calibrate_typicality() -> None:
+    """The neighbour-mass floor (shared/routing/typicality.py) of the shipped examples with the
+    shipped encoder state and the default k and similarity power."""
+    sys.path.insert(0, str(OUT.parent.parent.parent))
+    from shared.encoders.tfidf_svd import TfidfSvdEncoder
+    from shared.examples.labelled import read_labelled_csv
+    from shared.index.local import LocalIndex
+    from shared.routing.predictor import PredictorParams
+    from shared.routing.typicality import DEFAULT_PATH, TypicalityFloor
+
+    encoder = TfidfSvdEncoder.load(OUT.parent / "encoder_tfidf_svd.npz")
+    examples = list(read_labelled_csv(OUT, source="starter"))
+    vectors = encoder.encode([ex.content for ex in examples])
+    index = LocalIndex(encoder.dim)
+    index.upsert_sync(examples, vectors)
+    params = PredictorParams()
+    floor = TypicalityFloor.calibrate(
+        vectors, index.search_sync, encoder=encoder.name, k=params.k, power=params.similarity_power
+    )
+    floor.save(DEFAULT_PATH)
+    print(f"wrote the typicality floor {floor.floor:.2f} ({floor.sample} examples) to {DEFAULT_PATH}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", default="../shared/data", help="the labelled data folder")
     p.add_argument("--per-source", default=None, help="also write one tier-labelled file per source here")
     p.add_argument("--with-alpaca", action="store_true", help="per-source files only: add AlpacaEval (CC BY-NC)")
+    p.add_argument(
+        "--calibrate", action="store_true", help="only measure the typicality floor (needs the encoder state)"
+    )
     args = p.parse_args()
+    if args.calibrate:
+        calibrate_typicality()
+        return
     root = Path(args.root)
 
     def everything() -> Iterator[list[str]]:

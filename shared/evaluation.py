@@ -19,7 +19,7 @@ from .encoders.base import Encoder
 from .examples.labelled import LabelledExample, read_labelled_csv
 from .index.local import LocalIndex
 from .routing.difficulty import DifficultyModel
-from .routing.predictor import PredictorParams, outcome_priors, predict_qualities
+from .routing.predictor import PredictorParams, estimate, outcome_priors
 
 STEPS = 101
 
@@ -142,10 +142,12 @@ class GainScorer:
 
     def score(self, text: str) -> float:
         vec = self.encoder.encode([text])[0]
-        neighbours = self.index.search_sync(vec, self.params.k, tenant=self.tenant)
+        # as Router.neighbours: the shared examples, and the tenant's own by a second search
+        shared = self.index.search_sync(vec, self.params.k, tenant=None)
+        own = self.index.search_own_sync(vec, self.params.own_k, tenant=self.tenant) if self.tenant else []
         keys = [self.strong_keys, self.weak_keys]
         per_prompt = self.difficulty.predict(text) if self.difficulty is not None else {}
-        est = predict_qualities(neighbours, keys, [self.prior(k, per_prompt) for k in keys], self.params)
+        est = estimate(shared, own, keys, [self.prior(k, per_prompt) for k in keys], self.params)
         return est[0].quality - est[1].quality
 
     def score_all(self, texts: Sequence[str]) -> tuple[np.ndarray, list[float]]:

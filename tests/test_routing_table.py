@@ -6,7 +6,9 @@ examples, encoder state and difficulty prior, under `auto` (the balanced policy)
 (balanced or frontier) for proofs, system design and multi-step code or maths.
 
 Every hard prompt must go up. Everyday prompts: the starter examples are benchmarks, which hold
-few prompts like them, so the router's evidence about them is thin or accidental; the share
+few prompts like them, so the router's evidence about them is thin or accidental. Greetings and
+thanks are caught by the calibrated typicality floor (shared/routing/typicality.py); short
+translations and reformatting still find benchmark neighbours as dense as a proof's. The share
 that reaches economy is pinned here so that it can only improve (docs/routing-quality.md,
 "Everyday prompts", says where it stands and why).
 """
@@ -22,7 +24,7 @@ from shared.routing.router import Router, RoutingRequest
 from tests.conftest import ROOT
 
 TABLE = ROOT / "tests" / "data" / "everyday_and_hard_prompts.csv"
-EVERYDAY_TO_ECONOMY_AT_LEAST = 5
+EVERYDAY_TO_ECONOMY_AT_LEAST = 10
 
 
 async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
@@ -51,3 +53,9 @@ async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
     cheap = [p for p in everyday if chosen[p] == "economy"]
     assert len(cheap) >= EVERYDAY_TO_ECONOMY_AT_LEAST, f"economy for only {cheap}"
     assert chosen["ok"] == "economy"  # no labelled neighbour at all: low confidence, cheapest model
+    # greetings and thanks find only accidental neighbours, thinner than the examples' own
+    # neighbourhoods (the calibrated typicality floor): low confidence, cheapest model
+    for prompt in ("hi", "Say hello", "hello there!", "Good morning!", "thanks!"):
+        decision = await router.decide(RoutingRequest(prompt=prompt, policy="balanced"))
+        assert decision.low_confidence and "neighbour mass" in decision.confidence_reason
+        assert decision.chosen.tier == "economy"

@@ -99,6 +99,7 @@ class LocalIndex:
         self._tenants = np.array([ex.tenant for ex in self._examples], dtype=object)
         self._has_tenants = any(t is not None for t in self._tenants)
         self._visible_cache: dict[str | None, np.ndarray] = {}
+        self._own_cache: dict[str, np.ndarray] = {}
         self._ids = np.array([ex.id for ex in self._examples], dtype=object)
         self._weights = np.array([ex.weight for ex in self._examples], dtype=np.float64)
         self._keys = sorted({k for ex in self._examples for k in ex.outcomes})
@@ -154,6 +155,35 @@ class LocalIndex:
         top = top[np.lexsort((top, -sims[top]))]
         top = top[sims[top] > -np.inf]
         return Neighbours(self._ids[top], sims[top], self._weights[top], self._keys, self._outcomes[top])
+
+    async def search_own(self, vector: np.ndarray, k: int, *, tenant: str) -> Neighbours:
+        return self.search_own_sync(vector, k, tenant=tenant)
+
+    def search_own_sync(self, vector: np.ndarray, k: int, *, tenant: str) -> Neighbours:
+        """The k most similar of `tenant`'s own examples only (the router's second search: a
+        tenant's labels are always seen, however many shared examples there are). Exact: a
+        tenant's rows are few next to the shared ones."""
+        if self._dirty:
+            self._refresh()
+        rows = self._own_rows(tenant)
+        if len(rows) == 0 or k <= 0:
+            return Neighbours([], np.zeros(0), np.zeros(0), self._keys, np.zeros((0, len(self._keys))))
+        sims = self._matrix[rows] @ np.asarray(vector, dtype=np.float32)
+        if k < len(rows):
+            part = np.argpartition(-sims, k - 1)[:k]
+            rows, sims = rows[part], sims[part]
+        order = np.lexsort((rows, -sims))  # ties: lower position first, as search_sync
+        top = rows[order]
+        return Neighbours(self._ids[top], sims[order], self._weights[top], self._keys, self._outcomes[top])
+
+    def _own_rows(self, tenant: str) -> np.ndarray:
+        rows = self._own_cache.get(tenant)
+        if rows is None:
+            rows = np.flatnonzero(self._tenants == tenant) if self._has_tenants else np.zeros(0, dtype=np.int64)
+            if len(self._own_cache) > 256:
+                self._own_cache.clear()
+            self._own_cache[tenant] = rows
+        return rows
 
     def _visible(self, tenant: str | None) -> np.ndarray:
         """Which rows `tenant` may see (shared ones and its own), computed once per tenant per

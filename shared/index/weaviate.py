@@ -222,6 +222,14 @@ class WeaviateIndex:
 
     # -- reads ---------------------------------------------------------------------------------
     async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> list[Neighbour]:
+        return await self._near(vector, k, visible_to(tenant))
+
+    async def search_own(self, vector: np.ndarray, k: int, *, tenant: str) -> list[Neighbour]:
+        """The k most similar of `tenant`'s own examples only: the router's second search, so a
+        tenant's labels are always seen however many shared examples there are."""
+        return await self._near(vector, k, Filter.by_property("tenant").equal(tenant))
+
+    async def _near(self, vector: np.ndarray, k: int, filters: Any) -> list[Neighbour]:
         if k <= 0:
             return []
         coll = await self._collection()
@@ -230,7 +238,7 @@ class WeaviateIndex:
                 near_vector=np.asarray(vector, dtype=np.float32).tolist(),
                 target_vector=VECTOR_NAME,
                 limit=k,
-                filters=visible_to(tenant),
+                filters=filters,
                 return_metadata=MetadataQuery(distance=True),
                 return_properties=NEIGHBOUR_PROPERTIES,
             )

@@ -17,7 +17,7 @@ Pure functions; no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +34,15 @@ class PredictorParams:
     # replaced by nothing: a few own labels nudge the tier estimate, many take over
     # (docs/routing-quality.md, "Learning from feedback").
     own_strength: float = 1.0
+    # A tenant's own examples are read by a second, tenant-only search (own_k neighbours), so that
+    # thousands of shared examples cannot crowd them out of the k slots. Their estimate is shrunk
+    # toward the shared one with tenant_strength similarity mass, as own_strength does for a
+    # model's own key: a tenant's evidence takes over as soon as there is some, because the shared
+    # examples may be of another domain entirely (docs/routing-quality.md, "Learning from a
+    # tenant's own labels"). own_k is twice k because feedback makes one example per answering
+    # model, so each of the tenant's prompts appears about twice.
+    own_k: int = 400
+    tenant_strength: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,27 @@ def predict_qualities(
             used = key
         out.append(QualityEstimate(quality=q, evidence=evidence, key=used))
     return out
+
+
+def estimate(
+    shared: Sequence[Neighbour],
+    own: Sequence[Neighbour],
+    label_keys: Sequence[Sequence[str]],
+    priors: Sequence[float],
+    params: PredictorParams,
+) -> list[QualityEstimate]:
+    """Every model's estimate: from the shared examples (shrunk toward the prior), then refined by
+    the tenant's own examples (shrunk toward the shared estimate by `tenant_strength`)."""
+    base = predict_qualities(shared, label_keys, priors, params)
+    if not len(own):
+        return base
+    local = predict_qualities(
+        own, label_keys, [e.quality for e in base], replace(params, prior_strength=params.tenant_strength)
+    )
+    return [
+        QualityEstimate(quality=mine.quality, evidence=common.evidence + mine.evidence, key=mine.key or common.key)
+        for common, mine in zip(base, local, strict=True)
+    ]
 
 
 def evidence_by_key(nbs: Neighbours, power: float) -> tuple[np.ndarray, np.ndarray]:

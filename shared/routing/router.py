@@ -19,7 +19,9 @@ from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
 from .difficulty import DifficultyModel, load_default
 from .policy import Candidate, PolicyName, rank, rank_unsure
-from .predictor import PredictorParams, predict_qualities
+from .predictor import PredictorParams, estimate, predict_qualities
+from .typicality import TypicalityFloor, neighbour_mass
+from .typicality import load_default as load_typicality
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class Decision:
     candidates: list[Candidate]
     neighbours: Sequence[Neighbour]
     decision_ms: float
+    own_neighbours: Sequence[Neighbour] = ()
     index_status: str = "ok"
     vector: np.ndarray | None = field(default=None, repr=False)
     confidence: float = 1.0
@@ -73,6 +76,7 @@ class Decision:
         rows += [c.public(None) for c in self.candidates if not c.eligible]
         top = self.ranked[0]
         nbs = Neighbours.of(self.neighbours)
+        own = Neighbours.of(self.own_neighbours)
         return {
             "model": self.chosen.id,
             "policy": self.policy,
@@ -81,8 +85,17 @@ class Decision:
             "reason": top.notes[0] if top.notes else "only eligible model",
             "fallbacks": [m.id for m in self.fallbacks],
             "candidates": rows,
-            "neighbours": [
-                {"id": i, "similarity": round(float(s), 4)} for i, s in zip(nbs.ids, nbs.similarities, strict=True)
+            # the shared and the tenant's own neighbours together, most similar first
+            "neighbours": sorted(
+                (
+                    {"id": i, "similarity": round(float(sim), 4)}
+                    for part in (nbs, own)
+                    for i, sim in zip(part.ids, part.similarities, strict=True)
+                ),
+                key=lambda n: -float(n["similarity"]),  # type: ignore[arg-type]
+            ),
+            "tenant_neighbours": [
+                {"id": i, "similarity": round(float(sim), 4)} for i, sim in zip(own.ids, own.similarities, strict=True)
             ],
             "index": self.index_status,
             "confidence": round(self.confidence, 3),
@@ -101,6 +114,12 @@ class NeighbourSearch(Protocol):
     async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> Sequence[Neighbour]: ...
 
 
+class TenantSearch(Protocol):
+    """An index that can also search one tenant's own examples only (LocalIndex, WeaviateIndex)."""
+
+    async def search_own(self, vector: np.ndarray, k: int, *, tenant: str) -> Sequence[Neighbour]: ...
+
+
 class Router:
     def __init__(
         self,
@@ -115,6 +134,7 @@ class Router:
         index_timeout_s: float = 2.0,
         difficulty: DifficultyModel | str | None = _SHIPPED,
         min_confidence: float = MIN_CONFIDENCE,
+        typicality: TypicalityFloor | str | None = _SHIPPED,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
@@ -127,8 +147,15 @@ class Router:
         # the per-prompt prior of each tier (difficulty.py); the shipped one unless told otherwise
         self.difficulty: DifficultyModel | None = load_default() if isinstance(difficulty, str) else difficulty
         self.min_confidence = min_confidence
+        # the calibrated floor on neighbour mass (typicality.py), used only with the encoder state,
+        # k and similarity power it was measured with
+        floor = load_typicality() if isinstance(typicality, str) else typicality
+        name = str(getattr(encoder, "name", ""))
+        applies = floor is not None and floor.applies_to(name, self.params.k, self.params.similarity_power)
+        self.typicality = floor if applies else None
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
+        self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
 
     def prior_for(self, model: ModelSpec, per_prompt: dict[str, float] | None = None) -> float:
         """The prompt-difficulty prior of the model's tier when there is one, else the mean
@@ -147,7 +174,13 @@ class Router:
         row: np.ndarray = vectors[0]
         return row
 
-    async def neighbours(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], str]:
+    async def neighbours(
+        self, vector: np.ndarray, tenant: str | None
+    ) -> tuple[Sequence[Neighbour], Sequence[Neighbour], str]:
+        """The shared neighbours and the tenant's own ones, and the index status. With an index
+        that searches a tenant alone, the first search reads the shared examples only and the
+        second the tenant's, so the tenant's labels are never crowded out; otherwise one search
+        reads both."""
         with span(
             "vector_search",
             kind=trace.SpanKind.CLIENT,
@@ -155,17 +188,29 @@ class Router:
         ) as current:
             try:
                 if self.index.kind == "local":  # in memory: nothing to time out
-                    found = await self.index.search(vector, self.params.k, tenant=tenant)
+                    shared, own = await self._search(vector, tenant)
                 else:
                     # asyncio.timeout, not wait_for: no extra task per search
                     async with asyncio.timeout(self.index_timeout_s):
-                        found = await self.index.search(vector, self.params.k, tenant=tenant)
-                current.set_attribute("llm_router.neighbours", len(found))
-                return found, "ok"
+                        shared, own = await self._search(vector, tenant)
+                current.set_attribute("llm_router.neighbours", len(shared) + len(own))
+                return shared, own, "ok"
             except Exception as exc:  # any index failure: route on priors, say so
                 log.warning("example index unavailable, routing on priors: %s", type(exc).__name__)
                 current.set_status(trace.StatusCode.ERROR, type(exc).__name__)
-                return [], "index unavailable"
+                return [], [], "index unavailable"
+
+    async def _search(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], Sequence[Neighbour]]:
+        if tenant is None or self._own_search is None:
+            return await self.index.search(vector, self.params.k, tenant=tenant), []
+        if self.index.kind == "local":
+            shared = await self.index.search(vector, self.params.k, tenant=None)
+            return shared, await self._own_search.search_own(vector, self.params.own_k, tenant=tenant)
+        shared, own = await asyncio.gather(
+            self.index.search(vector, self.params.k, tenant=None),
+            self._own_search.search_own(vector, self.params.own_k, tenant=tenant),
+        )
+        return shared, own
 
     async def decide(self, req: RoutingRequest, *, open_circuits: Collection[str] = ()) -> Decision:
         t0 = time.perf_counter()
@@ -173,6 +218,7 @@ class Router:
         candidates = [self._candidate(m, req, open_circuits) for m in models]
         live = [c for c in candidates if c.excluded is None]
         neighbours: Sequence[Neighbour] = []
+        own: Sequence[Neighbour] = []
         index_status = "ok"
         vector = None
         if len(live) > 1 or req.min_quality is not None:
@@ -182,14 +228,16 @@ class Router:
                 log.warning("encoder unavailable, routing on priors: %s", type(exc).__name__)
                 index_status = "index unavailable"
             else:
-                neighbours, index_status = await self.neighbours(vector, req.tenant)
+                neighbours, own, index_status = await self.neighbours(vector, req.tenant)
         per_prompt = self.difficulty.predict(req.prompt) if self.difficulty is not None and len(live) > 1 else {}
-        self._predict(candidates, neighbours, index_status, per_prompt)
+        self._predict(candidates, neighbours, own, index_status, per_prompt)
         if req.min_quality is not None:
             for c in candidates:
                 if c.eligible and c.predicted_quality < req.min_quality:
                     c.excluded = f"predicted quality {c.predicted_quality:.3f} below min_quality {req.min_quality}"
         confidence, why, unsure = self._confidence(candidates, len(live), index_status)
+        if not unsure and index_status == "ok" and len(live) > 1 and not own:
+            why, unsure = self._atypical(neighbours, why)
         if unsure and req.policy != "quality":
             ranked = rank_unsure(candidates, req.policy)
         else:
@@ -203,6 +251,7 @@ class Router:
             ranked=ranked,
             candidates=candidates,
             neighbours=neighbours,
+            own_neighbours=own,
             decision_ms=(time.perf_counter() - t0) * 1000,
             index_status=index_status,
             vector=vector,
@@ -233,6 +282,17 @@ class Router:
             f"confidence {conf:.2f}: {conf / (1 - conf) * self.params.prior_strength:.1f} similarity-weighted examples",
             False,
         )
+
+    def _atypical(self, neighbours: Sequence[Neighbour], why: str) -> tuple[str, bool]:
+        """Low confidence when the neighbourhood is thinner than the examples' own (typicality.py)."""
+        if self.typicality is None:
+            return why, False
+        mass = neighbour_mass(neighbours, self.params.similarity_power)
+        if not self.typicality.unlike_the_examples(mass):
+            return why, False
+        why = f"low: neighbour mass {mass:.1f} below {self.typicality.floor:.1f}, thinner than all but "
+        why += f"{self.typicality.rate:.1%} of the labelled examples' own: they hold nothing like this prompt; "
+        return why + "the cheapest eligible model is chosen (quality policy: the highest predicted quality)", True
 
     # -- steps ----------------------------------------------------------------------------
     def _models_for(self, req: RoutingRequest) -> list[ModelSpec]:
@@ -266,11 +326,13 @@ class Router:
         self,
         candidates: Sequence[Candidate],
         neighbours: Sequence[Neighbour],
+        own: Sequence[Neighbour],
         index_status: str,
         per_prompt: dict[str, float],
     ) -> None:
-        estimates = predict_qualities(
+        estimates = estimate(
             neighbours,
+            own,
             [c.model.label_keys for c in candidates],
             [self.prior_for(c.model, per_prompt) for c in candidates],
             self.params,

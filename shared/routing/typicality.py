@@ -1,0 +1,105 @@
+"""Is this prompt like anything in the labelled examples? A data-calibrated floor on neighbour evidence.
+
+The predictor's confidence (similarity mass of the neighbours against the prior strength) cannot
+tell real neighbours from accidental ones: a greeting finds benchmark questions at cosine 0.4-0.6
+in the encoder's space and looks half-confident. What does tell them apart is how the mass compares
+with the mass the examples themselves see: each example's own k nearest *other* examples
+(leave-one-out) give the distribution of "a neighbourhood of a prompt the examples know". A prompt
+whose neighbourhood is thinner than all but `FALSE_ALARM_RATE` of the examples' own is one the
+examples hold nothing like, whatever its best cosine; the router then takes its safe action.
+
+The floor is measured, not chosen: `calibrate` computes the quantile over the shipped examples with
+the shipped encoder (scripts/build_starter_examples.py --calibrate writes
+shared/data/typicality.json), and it is used only with the encoder state it was measured with.
+docs/routing-quality.md ("Confidence") shows what it separates and what it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..examples.labelled import Neighbour, Neighbours
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "typicality.json"
+# The share of the examples' own neighbourhoods that the floor flags: one in a thousand prompts
+# like the examples would be called unknown. At 1% the floor also flags proofs the starter set
+# has nothing like (docs/routing-quality.md), so the operating point is kept this low.
+FALSE_ALARM_RATE = 0.001
+
+
+def neighbour_mass(neighbours: Sequence[Neighbour], power: float) -> float:
+    """Similarity mass of a neighbour set, as the predictor weighs it (sim^power, weights)."""
+    nbs = Neighbours.of(neighbours)
+    if not len(nbs):
+        return 0.0
+    return float(np.power(np.clip(nbs.similarities, 0.0, None), power) @ nbs.weights)
+
+
+@dataclass(frozen=True)
+class TypicalityFloor:
+    """The neighbour mass below which a prompt is unlike the examples (for one encoder state, k, power)."""
+
+    floor: float
+    encoder: str
+    k: int
+    power: float
+    rate: float
+    sample: int
+
+    def unlike_the_examples(self, mass: float) -> bool:
+        return mass < self.floor
+
+    def applies_to(self, encoder: str, k: int, power: float) -> bool:
+        return self.encoder == encoder and self.k == k and self.power == power
+
+    @classmethod
+    def calibrate(
+        cls,
+        vectors: np.ndarray,
+        search: Callable[[np.ndarray, int], Sequence[Neighbour]],
+        *,
+        encoder: str,
+        k: int,
+        power: float,
+        rate: float = FALSE_ALARM_RATE,
+        sample: int = 5000,
+        seed: int = 0,
+    ) -> TypicalityFloor:
+        """Leave-one-out: each sampled example's k nearest other examples, their mass's `rate` quantile."""
+        rows = np.random.default_rng(seed).permutation(len(vectors))[:sample]
+        masses = [neighbour_mass(Neighbours.of(search(vectors[i], k + 1))[1:], power) for i in rows]
+        floor = float(np.quantile(masses, rate)) if masses else 0.0
+        return cls(floor=floor, encoder=encoder, k=k, power=power, rate=rate, sample=len(masses))
+
+    def save(self, path: Path) -> None:
+        body = {
+            "floor": round(self.floor, 4),
+            "encoder": self.encoder,
+            "k": self.k,
+            "power": self.power,
+            "rate": self.rate,
+            "sample": self.sample,
+        }
+        Path(path).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> TypicalityFloor:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            floor=float(body["floor"]),
+            encoder=str(body["encoder"]),
+            k=int(body["k"]),
+            power=float(body["power"]),
+            rate=float(body["rate"]),
+            sample=int(body["sample"]),
+        )
+
+
+def load_default() -> TypicalityFloor | None:
+    """The shipped floor, or None when the file is missing."""
+    return TypicalityFloor.load(DEFAULT_PATH) if DEFAULT_PATH.exists() else None
