@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidRequest
+from .storable_text import check_json_text, check_storable
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -227,9 +228,13 @@ def parse_chat_request(body: bytes | str) -> ChatCompletionRequest:
     if isinstance(body, str) and not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="empty_body")
     try:
-        return ChatCompletionRequest.model_validate_json(body)
+        req = ChatCompletionRequest.model_validate_json(body)
     except ValidationError as exc:
+        if exc.errors(include_url=False)[0].get("type") == "json_invalid":
+            check_json_text(body)
         raise invalid_from_validation(exc) from None
+    check_storable(req)
+    return req
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
