@@ -1,6 +1,7 @@
 """GET /api/v1/usage?from=&to=&group_by=model|day|tenant[&tenant=]: tokens, requests and cost.
 
-An Invoke principal sees its own tenant; an Admin sees every tenant and may pick one with
+Every caller sees its own tenant only (a tenant's Admin included), as examples and jobs are
+tenant-scoped; a PlatformAdmin (the platform's operator) sees every tenant and may pick one with
 `tenant=`. `from`/`to` are ISO 8601 (a date alone means midnight UTC, no offset means UTC);
 the range is half-open. Defaults: the last 30 days up to now.
 """
@@ -19,6 +20,9 @@ from .endpoint import HttpCall
 from .http import json_response
 
 DEFAULT_RANGE = timedelta(days=30)
+# Dates far outside any log overflow date arithmetic (0001-01-02 once answered 500): bounded.
+FIRST_YEAR, LAST_YEAR = 2000, 2200
+_ECHO_CHARS = 64
 
 
 def parse_instant(value: str, param: str) -> datetime:
@@ -26,11 +30,18 @@ def parse_instant(value: str, param: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidRequest(
-            f"Invalid '{param}': expected an ISO 8601 date or date-time, got {value!r}.",
+            f"Invalid '{param}': expected an ISO 8601 date or date-time, got {value[:_ECHO_CHARS]!r}.",
             param=param,
             code="invalid_value",
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:  # before any offset arithmetic, which could overflow
+        raise InvalidRequest(
+            f"Invalid '{param}': years {FIRST_YEAR} to {LAST_YEAR} are accepted.",
+            param=param,
+            code="invalid_value",
+        )
+    return parsed
 
 
 async def usage(call: HttpCall) -> Response:
@@ -52,10 +63,10 @@ async def usage(call: HttpCall) -> Response:
         raise InvalidRequest("'from' must be before 'to'.", param="from", code="invalid_range")
 
     tenant: str | None = principal.tenant
-    if principal.has(Role.ADMIN):
+    if principal.has(Role.PLATFORM_ADMIN):
         tenant = q.get("tenant") or None
     elif q.get("tenant") and q["tenant"] != principal.tenant:
-        raise PermissionDenied(f"Reading another tenant's usage needs the {Role.ADMIN.value} role.")
+        raise PermissionDenied(f"Reading another tenant's usage needs the {Role.PLATFORM_ADMIN.value} role.")
 
     data = await store.query(tenant, start, end, group_by)
     body: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "group_by": group_by, "data": data}
