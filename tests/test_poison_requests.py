@@ -141,7 +141,9 @@ async def test_a_row_the_database_refuses_goes_to_the_dead_letter_table(
     assert await writer.flush(timeout_s=30)
     assert await landed(database, ids) == {ids[0], ids[2]}
     async with database.connection() as conn:
-        cur = await conn.execute("SELECT kind, row_id, tenant, payload->>'prompt_tokens', error_class FROM dead_letters")
+        cur = await conn.execute(
+            "SELECT kind, row_id, tenant, payload->>'prompt_tokens', error_class FROM dead_letters"
+        )
         rows = await cur.fetchall()
     assert rows == [("request_log", ids[1], "globex-dl", str(HUGE_USAGE), "NumericValueOutOfRange [22003]")]
 

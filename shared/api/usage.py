@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..auth.base import Role
-from ..errors import DependencyUnavailable, InvalidRequest, PermissionDenied
+from ..errors import DependencyUnavailable, InvalidRequest, PermissionDenied, shorten
 from ..store.usage import GROUP_BY
 from .endpoint import HttpCall
 from .http import json_response
@@ -22,7 +22,6 @@ from .http import json_response
 DEFAULT_RANGE = timedelta(days=30)
 # Dates far outside any log overflow date arithmetic (0001-01-02 once answered 500): bounded.
 FIRST_YEAR, LAST_YEAR = 2000, 2200
-_ECHO_CHARS = 64
 
 
 def parse_instant(value: str, param: str) -> datetime:
@@ -30,7 +29,7 @@ def parse_instant(value: str, param: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidRequest(
-            f"Invalid '{param}': expected an ISO 8601 date or date-time, got {value[:_ECHO_CHARS]!r}.",
+            f"Invalid '{param}': expected an ISO 8601 date or date-time, got {shorten(value)!r}.",
             param=param,
             code="invalid_value",
         ) from None
@@ -51,7 +50,9 @@ async def usage(call: HttpCall) -> Response:
     q = call.request.query_params
     unknown = sorted(set(q.keys()) - {"from", "to", "group_by", "tenant"})
     if unknown:
-        raise InvalidRequest(f"Unknown query parameter '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+        raise InvalidRequest(
+            f"Unknown query parameter '{shorten(unknown[0])}'.", param=shorten(unknown[0]), code="unknown_parameter"
+        )
     group_by = q.get("group_by", "model")
     if group_by not in GROUP_BY:
         raise InvalidRequest(

@@ -34,6 +34,7 @@ from ..errors import (
     QuotaExceeded,
     RouterError,
     UpstreamError,
+    shorten,
 )
 from ..queue.base import JobQueue, OutgoingMessage
 from ..queue.local import Delivery
@@ -197,14 +198,14 @@ class JobService:
         try:
             key = str(uuid.UUID(job_id))
         except ValueError:
-            raise NotFound(f"No job {job_id}.", param="id") from None
+            raise NotFound(f"No job {shorten(job_id)}.", param="id") from None
         try:
             job = await self.store.get(key)
         except Exception as exc:
             raise DependencyUnavailable("The job store is unavailable; try again later.") from exc
         # another tenant's job answers exactly like an unknown one, so ids cannot be probed
         if job is None or job.tenant != principal.tenant:
-            raise NotFound(f"No job {job_id}.", param="id")
+            raise NotFound(f"No job {shorten(job_id)}.", param="id")
         return job
 
     # -- the trigger -----------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-
 HUGE_USAGE = 3_000_000_000  # what a misbehaving upstream may report: more than an int4 holds
 
 
