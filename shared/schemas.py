@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidRequest, shorten
-from .storable_text import check_json_text, check_storable
+from .storable_text import check_json_text, check_storable, may_hold_unstorable
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -285,7 +285,8 @@ def parse_chat_request(body: bytes | str) -> ChatCompletionRequest:
         if exc.errors(include_url=False)[0].get("type") == "json_invalid":
             check_json_text(body)
         raise invalid_from_validation(exc) from None
-    check_storable(req)
+    if not isinstance(body, bytes | bytearray) or may_hold_unstorable(bytes(body)):
+        check_storable(req)
     return req
 
 

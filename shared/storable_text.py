@@ -21,6 +21,16 @@ _REPLACEMENT = "\ufffd"
 _INT64 = 2**63
 
 
+# In JSON text a NUL or a surrogate can only arrive as a \u0000 / \uD800-\uDFFF escape (or a raw
+# NUL, which is invalid JSON anyway); a body without such an escape needs no walk.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\x00")
+
+
+def may_hold_unstorable(body: bytes) -> bool:
+    """A cheap pre-filter on the raw JSON: False means every string in it is storable."""
+    return (b"\\u" in body and _SUSPECT_ESCAPE.search(body) is not None) or b"\x00" in body
+
+
 def is_storable(text: str) -> bool:
     if "\x00" in text:
         return False
