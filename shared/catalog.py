@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ModelNotFound, ModelRetired
+from .errors import ModelNotFound, ModelRetired, shorten
 
 Tier = Literal["frontier", "balanced", "economy"]
 Capability = Literal["tools", "vision", "json"]
@@ -127,7 +127,7 @@ class Catalog:
             )
         known = ", ".join(sorted(m.id for m in self.enabled()))
         raise ModelNotFound(
-            f"Model '{model_id}' is not in the catalog. Use 'auto' (or auto:quality, auto:cost, "
+            f"Model '{shorten(model_id)}' is not in the catalog. Use 'auto' (or auto:quality, auto:cost, "
             f"auto:balanced, auto:latency) or one of: {known}.",
             param="model",
         )

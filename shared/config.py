@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     log_buffer_max: int = 100_000
     log_batch_size: int = 500
     log_flush_interval_s: float = 0.25
+    # readiness says degraded past these: rows waiting to be written, and rows the database refused
+    # (moved to dead_letters) in the last 24 hours
+    log_backlog_ready_max: int = Field(default=10_000, ge=0)
+    dead_letters_ready_max: int = Field(default=0, ge=0)
 
     redis_url: SecretStr | None = None
     cache_enabled: bool = True

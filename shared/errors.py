@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+ECHO_LIMIT = 80
+
+
+def shorten(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A caller's identifier as an error message echoes it: bounded (a 10 KB model name once came
+    back whole)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
 
 class RouterError(Exception):
     status: int = 500

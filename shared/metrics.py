@@ -88,3 +88,15 @@ def count_low_confidence(tenant: str | None, policy: str, low_confidence: bool) 
     the router was not confident about, so operators see the traffic it does not understand yet."""
     if low_confidence:
         LOW_CONFIDENCE.labels(tenant=tenant or "-", policy=policy).inc()
+
+
+DEAD_LETTERS = Counter(
+    "llm_router_dead_letters_total",
+    "Rows the database refused, moved to the dead_letters table instead of blocking their batch, by kind.",
+    ["kind"],
+)
+LOG_BACKLOG = Gauge(
+    "llm_router_log_backlog_rows",
+    "Request-log rows waiting to be written (buffered or in flight).",
+    multiprocess_mode="livesum",
+)

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, shorten
+from .storable_text import check_json_text, check_storable, may_hold_unstorable
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -97,6 +98,18 @@ class Message(_Strict):
     def has_image(self) -> bool:
         return isinstance(self.content, list) and any(isinstance(p, ImagePart) for p in self.content)
 
+    def media_parts(self) -> list[InputAudioPart | FilePart]:
+        if not isinstance(self.content, list):
+            return []
+        return [p for p in self.content if isinstance(p, InputAudioPart | FilePart)]
+
+
+def media_chars(part: InputAudioPart | FilePart) -> int:
+    """The characters an audio or file part carries (its base64 data, file name, id): counted toward
+    the size limit and the token estimate like text, so they cannot ride along for free."""
+    fields = part.input_audio if isinstance(part, InputAudioPart) else part.file
+    return sum(len(v) for v in fields.values() if isinstance(v, str))
+
 
 class FunctionDef(_Strict):
     name: str
@@ -131,8 +144,32 @@ class RoutingOptions(_Strict):
     cache: bool | None = None
 
 
+# Request fields that do not change what a model generates (left out of the response-cache key).
+_NOT_GENERATION = frozenset(
+    {
+        "messages",
+        "model",
+        "stream",
+        "stream_options",
+        "user",
+        "routing",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
+
+
 class ChatCompletionRequest(_Strict):
-    """The body of POST /api/v1/chat/completions (and /route, and jobs)."""
+    """The body of POST /api/v1/chat/completions (and /route, and jobs).
+
+    The top-level fields are an explicit allow-list (README "Request fields"): what OpenAI's chat
+    API takes, passed to OpenAI-compatible upstreams as sent, plus the router's `routing`. Anything
+    else is a 400 `Unrecognized request argument supplied`, as OpenAI answers."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     messages: list[Message] = Field(min_length=1)
     model: str = "auto"
@@ -153,6 +190,21 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     user: str | None = None
     logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = None
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = Field(default=None, max_length=64)
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    reasoning_effort: str | None = Field(default=None, max_length=64)
+    verbosity: str | None = Field(default=None, max_length=64)
+    web_search_options: dict[str, Any] | None = None
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
+    safety_identifier: str | None = Field(default=None, max_length=1024)
+    functions: list[dict[str, Any]] | None = None  # deprecated by OpenAI for tools, still sent
+    function_call: str | dict[str, Any] | None = None
     routing: RoutingOptions | None = None
 
     @model_validator(mode="after")
@@ -179,7 +231,8 @@ class ChatCompletionRequest(_Strict):
         return last
 
     def total_chars(self) -> int:
-        return sum(len(m.text()) for m in self.messages)
+        """Text plus the data of audio and file parts (what MAX_TOTAL_CHARS bounds)."""
+        return sum(len(m.text()) + sum(media_chars(p) for p in m.media_parts()) for m in self.messages)
 
     def needs_capabilities(self) -> set[str]:
         needs: set[str] = set()
@@ -196,7 +249,7 @@ class ChatCompletionRequest(_Strict):
         return self.model_dump(
             mode="json",
             exclude_none=True,
-            exclude={"messages", "model", "stream", "stream_options", "user", "routing"},
+            exclude=set(_NOT_GENERATION),
         )
 
 
@@ -227,9 +280,14 @@ def parse_chat_request(body: bytes | str) -> ChatCompletionRequest:
     if isinstance(body, str) and not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.", code="empty_body")
     try:
-        return ChatCompletionRequest.model_validate_json(body)
+        req = ChatCompletionRequest.model_validate_json(body)
     except ValidationError as exc:
+        if exc.errors(include_url=False)[0].get("type") == "json_invalid":
+            check_json_text(body)
         raise invalid_from_validation(exc) from None
+    if not isinstance(body, bytes | bytearray) or may_hold_unstorable(bytes(body)):
+        check_storable(req)
+    return req
 
 
 def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
@@ -241,6 +299,11 @@ def invalid_from_validation(exc: ValidationError) -> InvalidRequest:
     if etype in {"model_type", "model_attributes_type"} and not first.get("loc"):
         return InvalidRequest("The request body must be a JSON object.", code="invalid_body")
     param = _loc(first)
+    if etype == "extra_forbidden" and param and "." not in param and "[" not in param:
+        # OpenAI's own wording for a top-level field it does not know
+        return InvalidRequest(
+            f"Unrecognized request argument supplied: {shorten(param)}", param=shorten(param), code="unknown_parameter"
+        )
     msg = first.get("msg", "invalid value")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

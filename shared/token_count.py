@@ -15,10 +15,15 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from .schemas import ChatCompletionRequest
+from .schemas import ChatCompletionRequest, media_chars
 
 CHARS_PER_TOKEN = 4.0
 PER_MESSAGE = 4
+# An audio or file part: at least what an image costs, plus one token per this many characters of
+# its base64 data (about 300 bytes of media a token: Gemini bills audio at 32 tokens a second, and a
+# PDF page at 258 tokens).
+MEDIA_PART_TOKENS = 258
+MEDIA_CHARS_PER_TOKEN = 400.0
 
 
 def estimate_text_tokens(text: str) -> int:
@@ -31,6 +36,8 @@ def estimate_prompt_tokens(req: ChatCompletionRequest) -> int:
         total += PER_MESSAGE + estimate_text_tokens(m.text())
         if m.has_image():
             total += 258  # Gemini bills an image at 258 tokens
+        for part in m.media_parts():
+            total += MEDIA_PART_TOKENS + math.ceil(media_chars(part) / MEDIA_CHARS_PER_TOKEN)
     if req.tools:
         total += sum(estimate_text_tokens(t.model_dump_json()) for t in req.tools)
     return total

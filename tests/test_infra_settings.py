@@ -47,6 +47,8 @@ _REASONS: dict[str, list[str]] = {
         "DB_POOL_MAX",
         "LOG_BUFFER_MAX",
         "LOG_BATCH_SIZE",
+        "LOG_BACKLOG_READY_MAX",
+        "DEAD_LETTERS_READY_MAX",
         "LOG_FLUSH_INTERVAL_S",
         "CACHE_TTL_S",
         "SEMANTIC_CACHE_THRESHOLD",

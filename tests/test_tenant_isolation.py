@@ -138,7 +138,7 @@ async def test_jobs_of_another_tenant_answer_404(
     assert theirs.json()["error"]["code"] in ("not_found", "job_not_found")
 
 
-async def test_usage_is_per_tenant_and_admin_sees_all(
+async def test_usage_is_per_tenant_and_platform_admin_sees_all(
     db_client: tuple[httpx.AsyncClient, Any], mint: Callable[..., str]
 ) -> None:
     if not has_route("GET", "api/v1/usage"):
@@ -146,7 +146,8 @@ async def test_usage_is_per_tenant_and_admin_sees_all(
     client, built = db_client
     acme = bearer(mint("acme", [Role.INVOKE.value]))
     globex = bearer(mint("globex", [Role.INVOKE.value]))
-    admin = bearer(mint("ops-team", [Role.INVOKE.value, Role.ADMIN.value]))
+    globex_admin = bearer(mint("globex", [Role.INVOKE.value, Role.ADMIN.value]))
+    admin = bearer(mint("ops-team", [Role.INVOKE.value, Role.PLATFORM_ADMIN.value]))
     assert (await client.post("/api/v1/chat/completions", json=CHAT, headers=acme)).status_code == 200
     flush = getattr(built.request_log, "flush", None)
     if flush is not None:
@@ -159,6 +160,10 @@ async def test_usage_is_per_tenant_and_admin_sees_all(
     assert "acme" not in other.text
     peek = await client.get("/api/v1/usage?tenant=acme", headers=globex)
     assert peek.status_code == 403
+    # a tenant's Admin sees its own tenant only
+    tenant_admin = await client.get("/api/v1/usage?group_by=tenant", headers=globex_admin)
+    assert tenant_admin.status_code == 200 and "acme" not in tenant_admin.text
+    assert (await client.get("/api/v1/usage?tenant=acme", headers=globex_admin)).status_code == 403
     everyone = await client.get("/api/v1/usage?group_by=tenant", headers=admin)
     assert everyone.status_code == 200
     assert "acme" in everyone.text

@@ -27,6 +27,7 @@ from shared.store.usage import UsageStore
 from tests.fakes.openai_upstream import FakeOpenAI, count_tokens, prompt_tokens
 
 INVOKE, ADMIN = [Role.INVOKE.value], [Role.INVOKE.value, Role.ADMIN.value]
+PLATFORM = [Role.INVOKE.value, Role.PLATFORM_ADMIN.value]
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ async def test_a_stream_without_usage_is_counted_with_the_tokenizer_and_says_so(
         assert await cur.fetchall() == [("tokenizer:cl100k_base",)]
 
 
-async def test_tenants_see_their_own_usage_and_admins_see_all(
+async def test_tenants_see_their_own_usage_and_platform_admins_see_all(
     client: httpx.AsyncClient, store_ctx: Services, mint: Callable[..., str]
 ) -> None:
     a, b = f"ta-{uuid.uuid4().hex[:6]}", f"tb-{uuid.uuid4().hex[:6]}"
@@ -185,10 +186,18 @@ async def test_tenants_see_their_own_usage_and_admins_see_all(
     assert other.status_code == 403
     assert other.json()["error"]["type"] == "permission_error"
 
-    admin = auth(mint, "ops", ADMIN)
-    everyone = await client.get("/api/v1/usage", headers=admin, params={**window(), "group_by": "tenant"})
+    # a tenant's Admin is still scoped to its tenant (it once saw every tenant with group_by=tenant)
+    tenant_admin = auth(mint, b, ADMIN)
+    own = await client.get("/api/v1/usage", headers=tenant_admin, params={**window(), "group_by": "tenant"})
+    assert [(r["tenant"], r["requests"]) for r in own.json()["data"]] == [(b, 1)]
+    peek = await client.get("/api/v1/usage", headers=tenant_admin, params={**window(), "tenant": a})
+    assert peek.status_code == 403
+    assert peek.json()["error"]["message"].endswith("needs the LLMRouter.PlatformAdmin role.")
+
+    platform = auth(mint, "ops", PLATFORM)
+    everyone = await client.get("/api/v1/usage", headers=platform, params={**window(), "group_by": "tenant"})
     assert {(r["tenant"], r["requests"]) for r in everyone.json()["data"]} >= {(a, 2), (b, 1)}
-    one = await client.get("/api/v1/usage", headers=admin, params={**window(), "group_by": "tenant", "tenant": b})
+    one = await client.get("/api/v1/usage", headers=platform, params={**window(), "group_by": "tenant", "tenant": b})
     assert [(r["tenant"], r["requests"]) for r in one.json()["data"]] == [(b, 1)]
 
 
@@ -200,6 +209,15 @@ async def test_tenants_see_their_own_usage_and_admins_see_all(
         ({"group_by": "week"}, "group_by"),
         ({"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"}, "from"),
         ({"colour": "blue"}, "colour"),
+        # extreme dates once overflowed the day arithmetic: a 500
+        ({"to": "0001-01-02"}, "to"),
+        ({"from": "0001-01-01", "to": "2026-01-01"}, "from"),
+        ({"to": "9999-12-31T23:59:59"}, "to"),
+        ({"from": "0001-01-01T00:00:00+14:00"}, "from"),
+        ({"to": "9999-12-31T23:59:59-14:00"}, "to"),
+        ({"from": "1999-12-31T23:59:59Z"}, "from"),
+        ({"to": "2201-01-01"}, "to"),
+        ({"group_by": "model\x00"}, "group_by"),  # NUL in a query parameter
     ],
 )
 async def test_bad_usage_queries_are_400(

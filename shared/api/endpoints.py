@@ -80,7 +80,12 @@ METRICS = Endpoint(
 )
 OPENAPI = Endpoint("openapi", "api/v1/openapi.json", ("GET",), None, "This document.", _openapi, tag="ops")
 USAGE = Endpoint(
-    "usage", "api/v1/usage", ("GET",), Role.INVOKE, "Usage and cost (own tenant; Admin: any tenant).", usage.usage
+    "usage",
+    "api/v1/usage",
+    ("GET",),
+    Role.INVOKE,
+    "Usage and cost (own tenant; PlatformAdmin: any tenant).",
+    usage.usage,
 )
 FEEDBACK = Endpoint(
     "feedback",

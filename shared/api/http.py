@@ -26,7 +26,8 @@ from ..errors import (
 )
 from ..metrics import REQUEST_MS
 from ..schemas import ChatCompletionRequest, check_limits, parse_chat_request
-from ..store.base import StoreUnavailable
+from ..storable_text import check_json_text, check_storable
+from ..store.base import StoreRejected, StoreUnavailable
 from ..telemetry import TRACER_NAME, request_id_var, tracing_enabled
 from .endpoint import Endpoint, HttpCall
 
@@ -91,11 +92,14 @@ async def _run(
             raise MethodNotAllowed(f"{request.method} is not allowed here; use {', '.join(allowed)}.", allowed)
         svc = await services()
         principal = await authorize(svc, request, endpoint)
+        check_storable({**request.path_params, **request.query_params})
         return await endpoint.handler(HttpCall(request, svc, request_id, principal))
     except RouterError as exc:
         return error_response(exc, request_id)
     except StoreUnavailable as exc:
         return error_response(DependencyUnavailable(str(exc)), request_id)
+    except StoreRejected as exc:
+        return error_response(InvalidRequest(str(exc), code="unstorable_value"), request_id)
     except Exception:
         log.exception("unhandled error", extra={"route": endpoint.name})
         return internal_error(request_id)
@@ -132,9 +136,11 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        check_json_text(body)
         raise InvalidRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
+    check_storable(data)
     return data
 
 

@@ -11,6 +11,8 @@ class Role(StrEnum):
     INVOKE = "LLMRouter.Invoke"
     ADMIN = "LLMRouter.Admin"
     OPS = "LLMRouter.Ops"
+    # the operator of the whole platform (not a tenant's admin): reads every tenant's usage
+    PLATFORM_ADMIN = "LLMRouter.PlatformAdmin"
 
 
 @dataclass(frozen=True)

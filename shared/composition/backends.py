@@ -40,6 +40,7 @@ from ..routing.predictor import outcome_priors
 from ..shadow.budget import MemoryShadowBudget, RedisShadowBudget
 from ..store.backup_checks import BackupCheckStore, MemoryBackupCheckStore, PostgresBackupCheckStore
 from ..store.db import Database
+from ..store.dead_letters import write_backlog_probe
 from ..store.feedback import FeedbackStore, PostgresFeedbackSource
 from ..store.job_store import JobStore, MemoryJobStore, PostgresJobStore
 from ..store.request_log import PostgresRequestLog
@@ -82,7 +83,13 @@ async def wire_store(settings: Settings, parts: Parts) -> Database | None:
     parts.feedback = FeedbackStore(db, writer)
     parts.feedback_source = PostgresFeedbackSource(db)
     parts.verdicts = PostgresVerdicts(db)
-    parts.probes = {**parts.probes, "postgres": db.probe}
+    backlog = write_backlog_probe(
+        writer,
+        writer.dead_letters,
+        backlog_max=settings.log_backlog_ready_max,
+        dead_letters_max=settings.dead_letters_ready_max,
+    )
+    parts.probes = {**parts.probes, "postgres": db.probe, "request_log": backlog}
     return db
 
 

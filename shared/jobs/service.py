@@ -34,10 +34,13 @@ from ..errors import (
     QuotaExceeded,
     RouterError,
     UpstreamError,
+    shorten,
 )
 from ..queue.base import JobQueue, OutgoingMessage
 from ..queue.local import Delivery
 from ..schemas import ChatCompletionRequest, check_limits, parse_chat_request
+from ..storable_text import check_storable, storable
+from ..store.base import StoreRejected
 from ..store.job_store import Job, JobStore
 from .message import JobMessage, str_props
 
@@ -72,6 +75,8 @@ def is_transient(exc: BaseException) -> bool:
         return exc.transient
     if isinstance(exc, QuotaExceeded | DependencyUnavailable):
         return True
+    if isinstance(exc, StoreRejected):
+        return False
     if isinstance(exc, NoEligibleModel):
         # an open circuit empties the candidate list for a while; other constraints never change
         return "circuit open" in exc.message
@@ -111,6 +116,7 @@ def parse_job_body(body: bytes, settings: Settings) -> tuple[dict[str, Any], Cha
         )
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidRequest("Invalid 'metadata': must be a JSON object.", param="metadata", code="invalid_type")
+    check_storable(metadata, "metadata")
     req = parse_chat_request(orjson.dumps(data))
     if req.stream:
         raise InvalidRequest(
@@ -124,7 +130,8 @@ def parse_job_body(body: bytes, settings: Settings) -> tuple[dict[str, Any], Cha
 
 
 def _kept_body(body: bytes) -> dict[str, Any]:
-    text = body.decode("utf-8", errors="replace")
+    # storable: a body that failed validation for its NUL must still be recorded on its job
+    text = storable(body.decode("utf-8", errors="replace"))
     return {"raw_body": text[:_KEPT_BODY_CHARS], "raw_bytes": len(body), "truncated": len(text) > _KEPT_BODY_CHARS}
 
 
@@ -150,9 +157,12 @@ class JobService:
             job = await self.store.create(job)
         except RouterError:
             raise
+        except StoreRejected as exc:
+            raise InvalidRequest(str(exc), code="unstorable_value") from None
         except Exception as exc:
-            log.exception("job store unavailable")
-            raise DependencyUnavailable("The job store is unavailable; try again later.") from exc
+            # the class only: a driver's text can quote the job's content
+            log.warning("job store unavailable (%s)", type(exc).__name__)
+            raise DependencyUnavailable("The job store is unavailable; try again later.") from None
         props: dict[str, Any] = {"tenant": principal.tenant, "schema_version": SCHEMA_VERSION}
         try:
             with tracer.start_as_current_span(
@@ -188,14 +198,14 @@ class JobService:
         try:
             key = str(uuid.UUID(job_id))
         except ValueError:
-            raise NotFound(f"No job {job_id}.", param="id") from None
+            raise NotFound(f"No job {shorten(job_id)}.", param="id") from None
         try:
             job = await self.store.get(key)
         except Exception as exc:
             raise DependencyUnavailable("The job store is unavailable; try again later.") from exc
         # another tenant's job answers exactly like an unknown one, so ids cannot be probed
         if job is None or job.tenant != principal.tenant:
-            raise NotFound(f"No job {job_id}.", param="id")
+            raise NotFound(f"No job {shorten(job_id)}.", param="id")
         return job
 
     # -- the trigger -----------------------------------------------------------------------------

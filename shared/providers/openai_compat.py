@@ -9,6 +9,7 @@ sustains ~18,000 (docs/performance.md).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -31,6 +32,7 @@ from ..schemas import ChatCompletionRequest
 from .base import Chunk, Completion, Timeouts, openai_payload
 
 TokenSource = Callable[[], Awaitable[str | None]]
+log = logging.getLogger(__name__)
 
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
 
@@ -80,10 +82,7 @@ class OpenAICompatibleProvider:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{model.id} timed out ({type(exc).__name__}).", model=model.id) from None
         except _CONNECTION_ERRORS as exc:
-            raise UpstreamUnavailable(
-                f"{model.id} is unreachable at {self.base_url} ({type(exc).__name__}); check the catalog's base_url.",
-                model=model.id,
-            ) from None
+            raise self._unreachable(model, exc) from None
         try:
             data: dict[str, Any] = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -92,6 +91,15 @@ class OpenAICompatibleProvider:
         if choices and choices[0].get("finish_reason") == "content_filter":
             raise ContentFiltered(f"{model.id} filtered the response.", model=model.id)
         return data
+
+    def _unreachable(self, model: ModelSpec, exc: BaseException) -> UpstreamUnavailable:
+        """Callers read the model and the setting to check; the address is for operators, in the log."""
+        log.warning("%s is unreachable at %s: %s: %s", model.id, self.base_url, type(exc).__name__, exc)
+        return UpstreamUnavailable(
+            f"{model.id} is unreachable ({type(exc).__name__}); check the base_url of '{model.id}' in the model "
+            "catalog (MODEL_CATALOG_PATH).",
+            model=model.id,
+        )
 
     async def stream(self, req: ChatCompletionRequest, model: ModelSpec, timeouts: Timeouts) -> AsyncIterator[Chunk]:
         payload = openai_payload(req, model.upstream_model)
@@ -107,9 +115,7 @@ class OpenAICompatibleProvider:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{model.id} timed out ({type(exc).__name__}).", model=model.id) from None
         except _CONNECTION_ERRORS as exc:
-            raise UpstreamUnavailable(
-                f"{model.id} is unreachable at {self.base_url} ({type(exc).__name__}).", model=model.id
-            ) from None
+            raise self._unreachable(model, exc) from None
         try:
             if resp.status >= 400:
                 raise error_from_response(resp.status, resp.headers, await resp.read(), model)

@@ -9,6 +9,7 @@ exceptions, is raised here as a typed UpstreamError.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -33,6 +34,8 @@ from .openai_compat import retry_after
 from .vertex_client import TIMEOUT_ERRORS, TRANSPORT_ERRORS, call_options, new_client
 from .vertex_credentials import CREDENTIAL_SETTING, project_and_credentials
 from .vertex_wif import WorkloadIdentityError
+
+log = logging.getLogger(__name__)
 
 _TOKEN_LIMIT_WORDING = (
     "exceeds the maximum number of tokens",
@@ -129,8 +132,13 @@ class VertexProvider:
             return UpstreamTimeout(f"{model.id} timed out ({type(exc).__name__}).", model=model.id)
         if isinstance(exc, TRANSPORT_ERRORS):
             where = self.base_url or f"{self.location}-aiplatform.googleapis.com"
+            # the address and the transport's text are for operators; callers read model and settings
+            log.warning(
+                "%s: the connection to Vertex AI at %s failed: %s: %s", model.id, where, type(exc).__name__, exc
+            )
             return UpstreamUnavailable(
-                f"{model.id}: the connection to Vertex AI at {where} failed ({type(exc).__name__}: {exc}).",
+                f"{model.id}: the connection to Vertex AI failed ({type(exc).__name__}); check VERTEX_AI_LOCATION"
+                " (and VERTEX_AI_BASE_URL when set).",
                 model=model.id,
             )
         if isinstance(exc, WorkloadIdentityError):  # already says which hop failed and what to fix

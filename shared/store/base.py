@@ -15,6 +15,12 @@ class StoreUnavailable(Exception):
     maps it to 503 (shared/api/http.py)."""
 
 
+class StoreRejected(Exception):
+    """The database refused a value of this row (PostgreSQL's data or integrity classes): retrying
+    the same row can never succeed. The HTTP layer maps it to 400. Its message never quotes the
+    value."""
+
+
 @dataclass
 class RequestLogRow:
     id: str

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, DataError, IntegrityError
 from psycopg import Error as PsycopgError
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..probe import DependencyStatus
-from .base import StoreUnavailable
+from .base import StoreRejected, StoreUnavailable
 
 # jsonb parameters (decision summaries, fallbacks, job bodies) are dumped with orjson: the stdlib
 # json encoder was a measurable share of the request-log writer's time under load
@@ -86,13 +86,37 @@ async def apply_migrations(conn: AsyncConnection[TupleRow], directory: Path = MI
     return applied_now
 
 
+# Client-side adaptation failures (a value psycopg or orjson cannot encode) are row faults too.
+_ROW_FAULTS = (DataError, IntegrityError, TypeError, ValueError, ArithmeticError)
+
+
+def is_row_fault(exc: BaseException) -> bool:
+    """True when the failure belongs to the values written (retrying them cannot help), False for
+    an outage (connection lost, pool exhausted, server restarting)."""
+    return isinstance(exc, _ROW_FAULTS)
+
+
+def driver_error_summary(exc: BaseException) -> str:
+    """The error's class and SQLSTATE, e.g. `UntranslatableCharacter [22P05]`: what operators need,
+    without the message, detail or context, which may quote the row's values."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return f"{type(exc).__name__} [{sqlstate}]" if sqlstate else type(exc).__name__
+
+
 @asynccontextmanager
 async def unavailable_as(what: str) -> AsyncIterator[None]:
-    """Driver and pool failures become StoreUnavailable, so no caller above store/ knows the driver."""
+    """Driver and pool failures become StoreUnavailable (an outage) or StoreRejected (a value the
+    database refuses), so no caller above store/ knows the driver. The driver's exception is not
+    chained: its text can quote the values of the statement, which must not reach any log."""
     try:
         yield
     except (PsycopgError, PoolTimeout, OSError) as exc:
-        raise StoreUnavailable(f"The {what} database is unavailable; try again shortly.") from exc
+        summary = driver_error_summary(exc)
+        if isinstance(exc, DataError | IntegrityError):
+            log.warning("the %s database refused a value: %s", what, summary)
+            raise StoreRejected(f"A value in the {what} request cannot be stored.") from None
+        log.warning("the %s database failed: %s", what, summary)
+        raise StoreUnavailable(f"The {what} database is unavailable; try again shortly.") from None
 
 
 async def applied_versions(conn: AsyncConnection[TupleRow]) -> set[int]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import NotFound
+from ..errors import NotFound, shorten
 from .db import Database, unavailable_as
 from .request_log import PostgresRequestLog
 
@@ -46,7 +46,7 @@ class FeedbackStore:
         await self.db.ensure_schema()
         known, logged_model = await self._request_model(tenant, request_id)
         if not known:
-            raise NotFound(f"No request with id '{request_id}'.", param="request_id", code="request_not_found")
+            raise NotFound(f"No request with id '{shorten(request_id)}'.", param="request_id", code="request_not_found")
         async with self.db.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO feedback (request_id, tenant, score, model, comment) VALUES (%s, %s, %s, %s, %s)"

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from .db import Database
+from .db import Database, unavailable_as
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "dead_lettered"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered"})
@@ -175,11 +175,12 @@ class PostgresJobStore:
         self.db = db
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Job | None:
-        await self.db.ensure_schema()
-        async with self.db.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(sql, params)
-            row = await cur.fetchone()
+        async with unavailable_as("job"):
+            await self.db.ensure_schema()
+            async with self.db.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(sql, params)
+                row = await cur.fetchone()
         return _job(row) if row is not None else None
 
     async def create(self, job: Job) -> Job:

@@ -6,7 +6,9 @@ RETURNING rows (only the ones really inserted) feed the per-(tenant, day, model)
 batch sent twice (the commit reached the server but the answer did not reach us) is neither
 duplicated nor counted twice. When Postgres is down the rows stay buffered and the writer
 retries with backoff; when the buffer is full the oldest rows are dropped, counted in
-LOG_ROWS_DROPPED and logged.
+LOG_ROWS_DROPPED and logged. A row PostgreSQL refuses (a value it cannot store) is isolated by
+bisecting its batch and moved to `dead_letters` (store/dead_letters.py): the other rows are
+written, and no row waits behind it.
 """
 
 from __future__ import annotations
@@ -17,20 +19,23 @@ import logging
 import random
 import time
 from collections import OrderedDict
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry import trace
 from psycopg.types.json import Jsonb
 
-from ..metrics import LOG_ROWS_DROPPED
+from ..metrics import LOG_BACKLOG, LOG_ROWS_DROPPED
 from .base import RequestLogRow
-from .db import Database
+from .db import Database, is_row_fault
+from .dead_letters import DeadLetter, DeadLetterStore, count_dead_letter, write_isolating
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("llm-router")
 
 NO_MODEL = "none"
+DEAD_LETTER_KIND = "request_log"
 # The whole batch travels as one array per column, so the statement is the same for any batch
 # size; the RETURNING rows are the ones really inserted and feed the rollup.
 INSERT_BATCH = (
@@ -110,8 +115,10 @@ class PostgresRequestLog:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.close_timeout_s = close_timeout_s
+        self.dead_letters = DeadLetterStore(db)
         self.dropped = 0
         self.written = 0
+        self.dead_lettered = 0
         self.last_error: str | None = None
         self._buffer: OrderedDict[str, RequestLogRow] = OrderedDict()
         self._inflight: OrderedDict[str, RequestLogRow] = OrderedDict()
@@ -135,6 +142,7 @@ class PostgresRequestLog:
                     self._drop(row, "the buffer is full")
                     return
             self._buffer[row.id] = row
+            LOG_BACKLOG.set(self.pending_count)
             self._ensure_task()
             if len(self._buffer) >= self.batch_size:
                 self._wake.set()
@@ -201,7 +209,7 @@ class PostgresRequestLog:
                     key, row = self._buffer.popitem(last=False)
                     self._inflight[key] = row
                 try:
-                    await self._write(list(self._inflight.values()))
+                    await write_isolating(list(self._inflight.values()), self._write, self._landed, self._refused)
                 except BaseException as exc:
                     self._requeue_inflight()
                     if not isinstance(exc, Exception):  # cancelled: the rows are back in the buffer
@@ -214,12 +222,32 @@ class PostgresRequestLog:
                         )
                     self.last_error = type(exc).__name__
                     return False
-                self.written += len(self._inflight)
-                self._inflight.clear()
+                LOG_BACKLOG.set(self.pending_count)
                 if self.last_error is not None:
                     log.info("request log: postgres writes recovered; %d rows still buffered", len(self._buffer))
                     self.last_error = None
             return True
+
+    def _landed(self, rows: list[RequestLogRow]) -> None:
+        for row in rows:
+            self._inflight.pop(row.id, None)
+        self.written += len(rows)
+
+    async def _refused(self, row: RequestLogRow, exc: BaseException) -> None:
+        """The database refused this row alone: keep it in dead_letters (an outage there raises,
+        and the row is retried with the rest)."""
+        letter = DeadLetter(DEAD_LETTER_KIND, row.id, row.tenant, asdict(row))
+        try:
+            await self.dead_letters.add(letter, exc)
+        except Exception as dl_exc:
+            if not is_row_fault(dl_exc):
+                raise
+            self._inflight.pop(row.id, None)
+            self._drop(row, "the database refused it, and its dead letter too")
+            return
+        self._inflight.pop(row.id, None)
+        self.dead_lettered += 1
+        count_dead_letter(DEAD_LETTER_KIND, row.id, exc)
 
     def _requeue_inflight(self) -> None:
         merged = OrderedDict(self._inflight)

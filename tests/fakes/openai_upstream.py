@@ -3,10 +3,10 @@
 Answers deterministically and counts tokens as whitespace-separated words, so tests can check
 usage and cost exactly. Behaviour is scripted per model name through `FakeOpenAI.script`:
 a list of actions consumed one per request ("ok", "429", "500", "hang", "break_before",
-"break_after", "no_usage", "content_filter", "context"). What a model says can be scripted too:
-`FakeOpenAI.responders[model]` is called with each request body and returns the answer text, or
-None for the default echo (so one upstream model can play an answering model and a judge).
-Requests are recorded.
+"break_after", "no_usage", "content_filter", "context", "huge_usage": usage beyond PostgreSQL's
+integer column). What a model says can be scripted too: `FakeOpenAI.responders[model]` is called
+with each request body and returns the answer text, or None for the default echo (so one upstream
+model can play an answering model and a judge). Requests are recorded.
 
     python -m tests.fakes.openai_upstream --port 8001
 """
@@ -26,6 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+
+HUGE_USAGE = 3_000_000_000  # what a misbehaving upstream may report: more than an int4 holds
 
 
 def count_tokens(text: str) -> int:
@@ -94,6 +96,8 @@ class FakeOpenAI:
             return self._error(503, "overloaded", "server_error")
         answer = self.answer_for(body)
         pt, ct = prompt_tokens(body), count_tokens(answer)
+        if action == "huge_usage":
+            pt = HUGE_USAGE
         cid = f"chatcmpl-fake{next(self._ids)}"
         if body.get("stream"):
             return StreamingResponse(

@@ -27,7 +27,7 @@ from devtools.embedded import EmbeddedPostgres, start_embedded_redis, stop_proce
 from shared.store.db import Database
 
 # Tables the request-log / usage / feedback tests write; emptied before each test that asks.
-OWN_TABLES = ("request_log", "usage_daily", "feedback", "judge_verdicts")
+OWN_TABLES = ("request_log", "usage_daily", "feedback", "judge_verdicts", "dead_letters")
 
 
 class PgControl:
