@@ -33,7 +33,7 @@ ROLES_JSON='[
   {"value": "LLMRouter.Invoke", "id": "5b2a0e0c-6f0e-4a53-9d3a-1f6e2f3c7a01", "types": ["User", "Application"],
    "name": "Invoke the router", "description": "Call chat completions, routing decisions and jobs."},
   {"value": "LLMRouter.Admin", "id": "5b2a0e0c-6f0e-4a53-9d3a-1f6e2f3c7a02", "types": ["User", "Application"],
-   "name": "Administer routing", "description": "Manage its tenant's routing examples."},
+   "name": "Administer routing", "description": "Manage the routing examples of its own tenant."},
   {"value": "LLMRouter.Ops", "id": "5b2a0e0c-6f0e-4a53-9d3a-1f6e2f3c7a03", "types": ["User", "Application"],
    "name": "Operate the router", "description": "Read detailed health and Prometheus metrics."},
   {"value": "LLMRouter.PlatformAdmin", "id": "5b2a0e0c-6f0e-4a53-9d3a-1f6e2f3c7a04", "types": ["User"],
