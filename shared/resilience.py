@@ -66,8 +66,40 @@ async def with_retries(
     cap_s: float = 2.0,
     on_retry: Callable[[BaseException, int], None] | None = None,
 ) -> T:
-    """Call `fn` until it succeeds, a non-transient error, `attempts`, or the deadline."""
+    """Call `fn` until it succeeds, a non-transient error, `attempts`, or the deadline.
 
+    The first call runs outside tenacity: nearly every call succeeds at once, and building the
+    retry loop per call showed up in the profile (~3% of the router's CPU). On a transient failure
+    tenacity takes over and is handed that first attempt's error as its own attempt 1, so it waits,
+    counts and stops exactly as if it had made the call itself."""
+    try:
+        return await fn()
+    except Exception as exc:
+        if attempts <= 1 or not _is_transient(exc):
+            raise
+        first_error = exc
+    replayed = False
+
+    async def attempt_fn() -> T:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            raise first_error
+        return await fn()
+
+    async for attempt in _retrying(attempts, deadline, base_s, cap_s, on_retry):
+        with attempt:
+            return await attempt_fn()
+    raise AssertionError("unreachable: tenacity reraises the last error")
+
+
+def _retrying(
+    attempts: int,
+    deadline: Deadline,
+    base_s: float,
+    cap_s: float,
+    on_retry: Callable[[BaseException, int], None] | None,
+) -> AsyncRetrying:
     def predicted_wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s is not None:
@@ -80,14 +112,10 @@ async def with_retries(
             if exc is not None:
                 on_retry(exc, state.attempt_number)
 
-    retrying = AsyncRetrying(
+    return AsyncRetrying(
         stop=stop_any(stop_after_attempt(attempts), _StopAtDeadline(deadline, predicted_wait)),
         wait=backoff_wait(base_s, cap_s, deadline),
         retry=retry_if_exception(_is_transient),
         reraise=True,
         before_sleep=before_sleep,
     )
-    async for attempt in retrying:
-        with attempt:
-            return await fn()
-    raise AssertionError("unreachable: tenacity reraises the last error")
