@@ -11,6 +11,9 @@ class Role(StrEnum):
     INVOKE = "LLMRouter.Invoke"
     ADMIN = "LLMRouter.Admin"
     OPS = "LLMRouter.Ops"
+    # held by platform operators only, never by a tenant: writes what every tenant routes with
+    # (shared examples, the starter set), alongside ADMIN, which the examples endpoints require
+    PLATFORM_ADMIN = "LLMRouter.PlatformAdmin"
 
 
 @dataclass(frozen=True)

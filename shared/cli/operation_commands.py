@@ -68,7 +68,7 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     secret = service_secret(settings)
     if not secret:
         raise SystemExit("JWT_SECRET is not set")
-    names = {"invoke": Role.INVOKE, "admin": Role.ADMIN, "ops": Role.OPS}
+    names = {"invoke": Role.INVOKE, "admin": Role.ADMIN, "ops": Role.OPS, "platform-admin": Role.PLATFORM_ADMIN}
     roles = sorted({names[r].value for r in args.role})
     tokens = ServiceTokens.from_settings(settings, secret)
     print(tokens.mint(args.tenant, roles, ttl_s=args.ttl, subject=args.subject))

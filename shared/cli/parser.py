@@ -80,7 +80,13 @@ def _add_quality_commands(sub: Any) -> None:
 def _add_operation_commands(sub: Any) -> None:
     t = sub.add_parser("token", help="mint a service token (HS256, signed with JWT_SECRET)")
     t.add_argument("--tenant", required=True)
-    t.add_argument("--role", required=True, action="append", choices=["invoke", "admin", "ops"], help="repeatable")
+    t.add_argument(
+        "--role",
+        required=True,
+        action="append",
+        choices=["invoke", "admin", "ops", "platform-admin"],
+        help="repeatable",
+    )
     t.add_argument("--ttl", type=parse_ttl, default=3600, help="lifetime: 90s, 30m, 1h (default), 7d")
     t.add_argument("--subject", default=None, help="the token's sub claim (default service:<tenant>)")
 
