@@ -105,6 +105,7 @@ async def build_local_index(s: Settings, encoder: Encoder | AsyncEncoder) -> tup
     index = LocalIndex(encoder.dim)
     if examples:
         index.upsert_sync(examples, await encode(encoder, [ex.content for ex in examples]))
+        await index.refresh()  # built off the event loop, before the first decision needs it
     return index, outcome_priors([ex.outcomes for ex in examples])
 
 
