@@ -118,7 +118,7 @@ async def wire_cache(settings: Settings, parts: Parts, vertex_credentials: Any =
         except CacheUnavailable as exc:
             log.warning("redis unavailable at start (%s): the cache is bypassed until it answers", exc)
     else:
-        parts.cache = MemoryCache()  # named here so a remote encoder can share it
+        parts.cache = MemoryCache(max_bytes=settings.cache_max_bytes)  # named here so a remote encoder can share it
     if settings.encoder == "vertex":
         encoder = build_encoder(settings, vertex_credentials=vertex_credentials)
         if isinstance(encoder, AsyncEncoder):
