@@ -90,3 +90,11 @@ async def test_semantic_buckets_are_bounded_by_bytes() -> None:
     for _ in range(40):
         await buckets.list_push_bounded("busy", entry, 32, 60)
     assert len(await buckets.list_range("busy")) == 32
+
+
+def test_large_blocks_come_from_the_os_on_linux() -> None:
+    import sys
+
+    from shared.allocator import large_blocks_from_the_os
+
+    assert large_blocks_from_the_os() is sys.platform.startswith("linux")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..allocator import large_blocks_from_the_os
 from ..auth.authenticator import build_authenticator, check_auth_settings
 from ..auth.service_tokens import service_secret
 from ..backups import BackupChecker, health_details
@@ -195,6 +196,7 @@ async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> No
 
 async def build_services(settings: Settings) -> Services:
     """The production Services: secrets first, then each concept's backend."""
+    large_blocks_from_the_os()  # process-wide: large prompts must not fragment the heap (allocator.py)
     settings = await load_secrets(settings)
     configure_tracing(settings)
     parts = Parts()
