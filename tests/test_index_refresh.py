@@ -55,14 +55,18 @@ async def probe_live(client: httpx.AsyncClient, stop: asyncio.Event, out: list[f
         due = max(due, time.perf_counter() - PROBE_EVERY_S)
 
 
+def fresh(n: int) -> list[str]:
+    return [prompt(EXISTING + i) for i in range(n * PER_POST // 2, (n + 1) * PER_POST // 2)]
+
+
 async def import_and_decide(client: httpx.AsyncClient, admin: dict[str, str], invoke: dict[str, str]) -> list[float]:
-    """The import: each POST updates 500 examples that exist and adds 500 new ones, and each is
-    followed by another caller's routing decision, which must not wait for the rebuild either."""
+    """The import: each POST adds 500 new examples and updates the 500 the POST before added (a
+    dataset imported again, corrected), and each is followed by another caller's routing
+    decision, which must not wait for the rebuild either. An update retrains the IVF cells."""
     decisions = []
     for n in range(POSTS):
-        updates = [prompt(i) for i in range(n * PER_POST // 2, (n + 1) * PER_POST // 2)]
-        fresh = [prompt(EXISTING + i) for i in range(n * PER_POST // 2, (n + 1) * PER_POST // 2)]
-        body = {"examples": [{"prompt": p, "outcomes": {"big": 1.0, "small": 0.5}} for p in updates + fresh]}
+        prompts = fresh(n) + (fresh(n - 1) if n else [])
+        body = {"examples": [{"prompt": p, "outcomes": {"big": 1.0, "small": 0.5}} for p in prompts]}
         r = await client.post("/api/v1/examples", json=body, headers=admin)
         assert r.status_code == 201, r.text
         t0 = time.perf_counter()
