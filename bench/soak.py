@@ -50,7 +50,7 @@ class SoakConfig:
     prompt_kb: int = 110
     concurrency: int = 4
     max_requests: int = 1_000_000
-    cache_max_bytes: int = 32 * MIB
+    cache_max_bytes: int = 1 * MIB
     prompt_max_bytes: int = 32 * MIB
     sample_every_s: float = 1.0
     database_url: str | None = None  # None: the router's embedded PostgreSQL, under a temp dir
@@ -207,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-kb", type=int, default=110)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-requests", type=int, default=1_000_000)
-    parser.add_argument("--cache-mib", type=int, default=32, help="CACHE_MAX_BYTES in MiB")
+    # 1 MiB: the answer cache (one small answer per unique prompt) then fills within the warm-up;
+    # at 32 MiB its 10,000-entry cap bound first and took ~10,000 requests (~9 min here) to fill
+    parser.add_argument("--cache-mib", type=int, default=1, help="CACHE_MAX_BYTES in MiB")
     parser.add_argument("--prompt-store-mib", type=int, default=32, help="FEEDBACK_PROMPT_MAX_BYTES in MiB")
     parser.add_argument("--max-growth-pct", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None)

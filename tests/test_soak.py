@@ -22,7 +22,7 @@ def test_rss_is_flat_after_warm_up_under_large_unique_prompts(pg_url: str) -> No
         concurrency=4,
         max_requests=5000,
         # small budgets, so that the warm-up fills them and what follows shows nothing else grows
-        cache_max_bytes=4 * MIB,
+        cache_max_bytes=1 * MIB,
         prompt_max_bytes=4 * MIB,
         database_url=pg_url,
     )
