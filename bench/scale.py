@@ -194,7 +194,7 @@ def measure_local(
     label_keys = [(k,) for k in KEYS]
 
     decision, search, exact, recall = [], [], [], []
-    matrix = np.asarray(index._matrix)  # the index's own float32 rows: the truth for recall
+    matrix = np.asarray(index.snapshot.matrix)  # the index's own float32 rows: the truth for recall
     for text in queries:
         t = time.perf_counter()
         vec = encoder.encode([text])[0]
@@ -216,9 +216,9 @@ def measure_local(
     rss = psutil.Process().memory_info().rss
     out = {
         "n": n,
-        "search": "approximate (IVF)" if index._ann is not None else "exact",
-        "nlist": index._ann.nlist if index._ann is not None else None,
-        "nprobe": index._ann.nprobe if index._ann is not None else None,
+        "search": "approximate (IVF)" if index.snapshot.ann is not None else "exact",
+        "nlist": index.snapshot.ann.nlist if index.snapshot.ann is not None else None,
+        "nprobe": index.snapshot.ann.nprobe if index.snapshot.ann is not None else None,
         "encode_and_fill_s": round(encoded_s, 1),
         "build_s": round(build_s, 2),
         "decision_ms_p50": percentile(decision, 50),

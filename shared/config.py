@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # Tenants whose single-turn requests use the semantic cache unless a request says otherwise.
     semantic_cache_tenants: str = ""
     embedding_cache_ttl_s: int = 86_400
+    # The in-process cache's byte budget (answers, embeddings; the semantic cache's in-process
+    # buckets get a quarter more). Sized with FEEDBACK_PROMPT_MAX_BYTES for a 2 GB container:
+    # ~300 MB of baseline, 256 + 64 + 256 MiB of caches, the rest for requests in flight.
+    cache_max_bytes: int = Field(default=256 * 2**20, ge=2**20)
 
     # --- Weaviate -------------------------------------------------------------------------------
     weaviate_url: str | None = None
@@ -113,6 +117,9 @@ class Settings(BaseSettings):
     # others only the prompt's vector is kept (docs/weaviate.md "Feedback to examples").
     store_prompt_text_tenants: str = "*"
     feedback_prompt_ttl_s: int = 7 * 86_400
+    # The byte budget of prompts kept in process for feedback (without Redis); the oldest go first.
+    # With Redis they are Redis's to bound (maxmemory with a volatile-* policy: every one has a TTL).
+    feedback_prompt_max_bytes: int = Field(default=256 * 2**20, ge=2**20)
     feedback_examples_schedule: str = "0 */5 * * * *"
     backup_check_run_on_startup: bool = False
 

@@ -126,9 +126,11 @@ async def test_roles_and_tenant_isolation(
     ).status_code == 403
 
     mine = (await c.post("/api/v1/examples", json=ex_body("acme secret prompt"), headers=acme)).json()["data"][0]
-    shared = (await c.post("/api/v1/examples", json=ex_body("for everyone", shared=True), headers=acme)).json()["data"][
-        0
-    ]
+    # shared examples are a platform operator's to write (tests/test_examples_tenancy.py)
+    operator = bearer(mint("platform", [ADMIN, "LLMRouter.PlatformAdmin"]))
+    shared = (await c.post("/api/v1/examples", json=ex_body("for everyone", shared=True), headers=operator)).json()[
+        "data"
+    ][0]
     # the same prompt from another tenant is another example, not an overwrite of acme's
     theirs = (
         await c.post("/api/v1/examples", json=ex_body("acme secret prompt", outcomes={"small": 1}), headers=globex)

@@ -1,7 +1,8 @@
 """GET /api/v1/examples (list, paginated) and POST /api/v1/examples (add one or many).
 
 Admin role. Tenant-scoped: a caller lists the shared examples plus its own tenant's; what it
-adds belongs to its tenant unless it sets `"shared": true` (then every tenant routes with it).
+adds belongs to its tenant. `"shared": true` (every tenant routes with it) and choosing the
+`source` (e.g. the starter set) need LLMRouter.PlatformAdmin too (examples/ownership.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from starlette.responses import Response
 
 from ..errors import DependencyUnavailable, InvalidRequest
 from ..examples.labelled import LabelledExample
+from ..examples.ownership import MAX_WEIGHT, check_all_outcome_keys, placement
 from ..examples.transfer import encode
 from ..index.base import IndexUnavailable
 from .endpoint import HttpCall
@@ -34,8 +36,9 @@ class ExampleIn(BaseModel):
     category: str | None = Field(default=None, max_length=200)
     task_type: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, max_length=32)
-    weight: float = Field(default=1.0, gt=0.0, le=100.0)
-    source: str = Field(default="api", min_length=1, max_length=200)
+    weight: float = Field(default=1.0, gt=0.0, le=MAX_WEIGHT)
+    # only a platform operator's shared examples take it (ownership.placement)
+    source: str | None = Field(default=None, min_length=1, max_length=200)
     shared: bool = False
 
     @field_validator("outcomes")
@@ -118,20 +121,23 @@ async def add_examples(call: HttpCall) -> Response:
     svc, principal = call.services, call.principal
     data = await read_json_object(call.request, svc.settings.max_body_bytes)
     items = _parse(data)
-    examples = [
-        LabelledExample(
-            content=it.content,
-            outcomes=dict(it.outcomes),
-            label_source="manual",
-            source=it.source if it.shared else f"{it.source}@{principal.tenant}",
-            category=it.category,
-            task_type=it.task_type,
-            language=it.language,
-            tenant=None if it.shared else principal.tenant,
-            weight=it.weight,
+    check_all_outcome_keys((it.outcomes for it in items), svc.catalog, batched="examples" in data)
+    examples = []
+    for it in items:
+        tenant, source = placement(principal, it.shared, it.source)
+        examples.append(
+            LabelledExample(
+                content=it.content,
+                outcomes=dict(it.outcomes),
+                label_source="manual",
+                source=source,
+                category=it.category,
+                task_type=it.task_type,
+                language=it.language,
+                tenant=tenant,
+                weight=it.weight,
+            )
         )
-        for it in items
-    ]
     try:
         vectors = await encode(svc.encoder, [ex.content for ex in examples])
         await svc.index.upsert(examples, vectors)

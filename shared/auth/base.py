@@ -11,7 +11,8 @@ class Role(StrEnum):
     INVOKE = "LLMRouter.Invoke"
     ADMIN = "LLMRouter.Admin"
     OPS = "LLMRouter.Ops"
-    # the operator of the whole platform (not a tenant's admin): reads every tenant's usage
+    # held by platform operators only, never by a tenant: writes what every tenant routes with
+    # (shared examples, the starter set, alongside ADMIN) and reads every tenant's usage
     PLATFORM_ADMIN = "LLMRouter.PlatformAdmin"
 
 

@@ -24,8 +24,11 @@ import orjson
 
 from ..schemas import ChatCompletionRequest
 from .base import KeyValueCache
+from .memory import ENTRY_OVERHEAD_BYTES
 
 KEY_VERSION = "v1"
+# a bucket entry is a response key and a vector (~0.5-3 KB): 64 MiB holds ~30k-100k of them
+DEFAULT_BUCKET_BYTES = 64 * 2**20
 SINGLE_TURN_PRELUDE = frozenset({"system", "developer"})
 
 
@@ -37,11 +40,23 @@ class BucketStore(Protocol):
 
 
 class MemoryBuckets:
-    """In-process buckets: at most `max_buckets` (least recently used go first), each with a TTL."""
+    """In-process buckets: at most `max_buckets` and `max_bytes` (least recently used go first),
+    each with a TTL."""
 
-    def __init__(self, max_buckets: int = 10_000) -> None:
+    def __init__(self, max_buckets: int = 10_000, max_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
         self.max_buckets = max_buckets
+        self.max_bytes = max_bytes
+        self.size_bytes = 0
         self._data: OrderedDict[str, tuple[float, deque[bytes]]] = OrderedDict()
+
+    @staticmethod
+    def _cost(key: str, entries: deque[bytes]) -> int:
+        return len(key) + ENTRY_OVERHEAD_BYTES + sum(len(e) + ENTRY_OVERHEAD_BYTES for e in entries)
+
+    def _drop(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self.size_bytes -= self._cost(key, item[1])
 
     async def list_range(self, key: str) -> list[bytes]:
         item = self._data.get(key)
@@ -49,7 +64,7 @@ class MemoryBuckets:
             return []
         expires, entries = item
         if expires < time.monotonic():
-            self._data.pop(key, None)
+            self._drop(key)
             return []
         self._data.move_to_end(key)
         return list(entries)
@@ -57,13 +72,18 @@ class MemoryBuckets:
     async def list_push_bounded(self, key: str, value: bytes, max_len: int, ttl_s: int) -> None:
         item = self._data.get(key)
         entries: deque[bytes] = item[1] if item is not None else deque()
+        self._drop(key)  # its cost is counted again below, as it is after this push
         entries.append(value)
         while len(entries) > max_len:
             entries.popleft()
+        cost = self._cost(key, entries)
+        if cost > self.max_bytes:
+            return
         self._data[key] = (time.monotonic() + ttl_s, entries)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_buckets:
-            self._data.popitem(last=False)
+        self.size_bytes += cost
+        while len(self._data) > self.max_buckets or self.size_bytes > self.max_bytes:
+            old_key, (_, old_entries) = self._data.popitem(last=False)
+            self.size_bytes -= self._cost(old_key, old_entries)
 
 
 def single_turn_text(req: ChatCompletionRequest) -> str | None:
@@ -152,9 +172,11 @@ class SemanticCache:
         ttl_s: int,
         default_on: bool = False,
         tenants_on: frozenset[str] = frozenset(),
+        memory_max_bytes: int = DEFAULT_BUCKET_BYTES,
     ) -> SemanticCache:
-        """Buckets in the same store as the cache when it can hold lists (Redis), else in memory."""
-        buckets: BucketStore = cache if isinstance(cache, BucketStore) else MemoryBuckets()
+        """Buckets in the same store as the cache when it can hold lists (Redis), else in memory
+        (at most `memory_max_bytes`)."""
+        buckets: BucketStore = cache if isinstance(cache, BucketStore) else MemoryBuckets(max_bytes=memory_max_bytes)
         return cls(cache, buckets, threshold=threshold, ttl_s=ttl_s, default_on=default_on, tenants_on=tenants_on)
 
     def wanted(self, req: ChatCompletionRequest, tenant: str | None) -> bool:

@@ -60,6 +60,7 @@ class ResponseCaching:
                 ttl_s=settings.cache_ttl_s,
                 default_on=settings.semantic_cache_enabled,
                 tenants_on=frozenset(t.strip() for t in settings.semantic_cache_tenants.split(",") if t.strip()),
+                memory_max_bytes=settings.cache_max_bytes // 4,
             )
             if cache is not None
             else None

@@ -111,7 +111,16 @@ async def build_local_index(s: Settings, encoder: Encoder | AsyncEncoder) -> tup
     index = LocalIndex(encoder.dim)
     if examples:
         index.upsert_sync(examples, await encode(encoder, [ex.content for ex in examples]))
+        await index.refresh()  # built off the event loop, before the first decision needs it
     return index, outcome_priors([ex.outcomes for ex in examples])
+
+
+def prompt_store(s: Settings, cache: KeyValueCache | None) -> PromptStore:
+    """Prompts kept for feedback: in Redis when there is one, else in a memory cache of their own,
+    so that their byte budget (FEEDBACK_PROMPT_MAX_BYTES) and the answers' are separate."""
+    if cache is not None and cache.kind != "memory":
+        return PromptStore(cache, s.feedback_prompt_ttl_s)
+    return PromptStore(MemoryCache(max_bytes=s.feedback_prompt_max_bytes), s.feedback_prompt_ttl_s)
 
 
 def build_router(
@@ -156,11 +165,11 @@ async def assemble(settings: Settings, parts: Parts | None = None) -> Services:
     providers = p.providers or ProviderRegistry(s)
     circuit = p.circuit or MemoryCircuitBreaker()
     request_log = p.request_log or MemoryRequestLog()
-    cache = None if p.without_cache else (p.cache or MemoryCache())
+    cache = None if p.without_cache else (p.cache or MemoryCache(max_bytes=s.cache_max_bytes))
     feeder = FeedbackExamples(
         s,
         p.feedback_source or MemoryFeedbackSource(),
-        PromptStore(cache or MemoryCache(), s.feedback_prompt_ttl_s),
+        prompt_store(s, cache),
         index,
         encoder,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ..allocator import large_blocks_from_the_os
 from ..auth.authenticator import build_authenticator, check_auth_settings
 from ..auth.service_tokens import service_secret
 from ..backups import health_details
@@ -123,7 +124,7 @@ async def wire_cache(settings: Settings, parts: Parts, vertex_credentials: Any =
         except CacheUnavailable as exc:
             log.warning("redis unavailable at start (%s): the cache is bypassed until it answers", exc)
     else:
-        parts.cache = MemoryCache()  # named here so a remote encoder can share it
+        parts.cache = MemoryCache(max_bytes=settings.cache_max_bytes)  # named here so a remote encoder can share it
     if settings.encoder == "vertex":
         encoder = build_encoder(settings, vertex_credentials=vertex_credentials)
         if isinstance(encoder, AsyncEncoder):
@@ -198,6 +199,7 @@ async def wire_jobs(settings: Settings, parts: Parts, db: Database | None) -> No
 
 async def build_services(settings: Settings) -> Services:
     """The production Services: secrets first, then each concept's backend."""
+    large_blocks_from_the_os()  # process-wide: large prompts must not fragment the heap (allocator.py)
     settings = await load_secrets(settings)
     configure_tracing(settings)
     parts = Parts()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -13,15 +14,22 @@ from typing import overload
 
 import numpy as np
 
-# Fixed namespace so that the same (source, content) always gets the same id, in every index.
+# Fixed namespaces so that the same example always gets the same id, in every index. A tenant's
+# examples have a namespace of their own, keyed by the tenant: no text a client sends can give an
+# id that names a shared example or another tenant's.
 EXAMPLE_NAMESPACE = uuid.UUID("6f1c6a52-4a8e-4d0f-9d43-0b7f6f3e2a11")
+TENANT_EXAMPLE_NAMESPACE = uuid.UUID("b3e0f7d4-2c6a-4f51-8e9b-71d2a4c05f38")
 
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
 FALSE_STRINGS = {"false", "0", "no", "n", "f"}
 
 
-def example_id(source: str, content: str) -> str:
-    return str(uuid.uuid5(EXAMPLE_NAMESPACE, f"{source}\n{content}"))
+def example_id(source: str, content: str, tenant: str | None = None) -> str:
+    """Shared examples (tenant None) keep the ids they always had; a tenant's are keyed by the
+    tenant too, as JSON, so no choice of tenant, source and content can spell another's."""
+    if tenant is None:
+        return str(uuid.uuid5(EXAMPLE_NAMESPACE, f"{source}\n{content}"))
+    return str(uuid.uuid5(TENANT_EXAMPLE_NAMESPACE, json.dumps([tenant, source, content])))
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class LabelledExample:
 
     def __post_init__(self) -> None:
         if not self.id:
-            object.__setattr__(self, "id", example_id(self.source, self.content))
+            object.__setattr__(self, "id", example_id(self.source, self.content, self.tenant))
         for key, val in self.outcomes.items():
             if not 0.0 <= val <= 1.0:
                 raise ValueError(f"outcome for {key} must be within 0..1, got {val}")

@@ -72,7 +72,10 @@ async def import_csv(
     try:
         for row in rows:
             if category is not None or tenant is not None:
-                row = dataclasses.replace(row, category=category or row.category, tenant=tenant or row.tenant)  # noqa: PLW2901
+                # id="" gives the example its id in the tenant's namespace
+                row = dataclasses.replace(  # noqa: PLW2901
+                    row, category=category or row.category, tenant=tenant or row.tenant, id=""
+                )
             batch.append(row)
             if len(batch) >= batch_size:
                 await flush()

@@ -59,6 +59,15 @@ class IvfCandidates:
         self._quantizer = quantizer  # faiss does not own it from Python: keep it alive
         self.add(matrix)
 
+    def copy(self) -> IvfCandidates:
+        """An independent copy (the same cells and rows), to add to while this one serves."""
+        twin = object.__new__(IvfCandidates)
+        twin.dim, twin.nlist, twin.nprobe = self.dim, self.nlist, self.nprobe
+        twin._index = _faiss().clone_index(self._index)
+        twin._index.nprobe = self.nprobe
+        twin._quantizer = None  # the clone owns its own quantizer
+        return twin
+
     @property
     def size(self) -> int:
         return int(self._index.ntotal)
