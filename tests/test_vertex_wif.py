@@ -14,29 +14,15 @@ from typing import Any
 
 import pytest
 
-from shared.catalog import ModelSpec
 from shared.config import Settings
 from shared.errors import ProviderNotConfigured, UpstreamUnavailable
 from shared.providers import vertex_wif
-from shared.providers.base import Timeouts
 from shared.providers.vertex import VertexProvider
 from shared.schemas import ChatCompletionRequest
 from tests.fakes import workload_identity as wi
 from tests.fakes.vertex import FakeVertex
 from tests.fakes.vertex import serve as serve_vertex
-
-SPEC = ModelSpec(
-    id="gemini-2.5-flash-router",
-    provider="vertex",
-    upstream_model="gemini-2.5-flash",
-    tier="balanced",
-    context_window=1_048_576,
-    max_output_tokens=65_536,
-    input_usd_per_mtok=0.3,
-    output_usd_per_mtok=2.5,
-    capabilities=frozenset({"tools", "vision", "json"}),
-)
-TIMEOUTS = Timeouts(connect_s=2.0, read_s=10.0, stream_idle_s=10.0)
+from tests.test_vertex_provider import SPEC, TIMEOUTS
 
 
 @pytest.fixture(scope="module")
