@@ -1,4 +1,4 @@
-"""Routing quality, measured as the routing literature does (RouteLLM; ../shared/brief/QUALITY.md).
+"""Routing quality, measured as the routing literature does (RouteLLM; the protocol is in docs/routing-quality.md).
 
 Train rows become labelled examples in a LocalIndex through the production encoder; each test
 prompt gets a score (predicted quality of the strong model minus the weak one), and the

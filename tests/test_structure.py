@@ -6,6 +6,7 @@ comment names."""
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +190,19 @@ def test_the_shipped_package_holds_no_development_tools() -> None:
         if t.split(".")[0] in dev_only or t.startswith("devtools")
     )
     assert not found, found
+
+
+def test_docstrings_and_docs_cite_only_files_that_exist() -> None:
+    """A stale reference (a module that moved, a brief outside the repo) misleads the next reader."""
+    cited = re.compile(
+        r"\b((?:shared|docs|tests|bench|devtools|scripts|infra)/[A-Za-z0-9_/.-]+\.(?:py|md|bicep|json|sql|sh|yaml))\b"
+    )
+    sources = [*PKG.rglob("*.py"), *(ROOT / "devtools").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    sources += [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    missing = sorted(
+        f"{path.relative_to(ROOT)}: {ref}"
+        for path in sources
+        for ref in set(cited.findall(path.read_text(encoding="utf-8")))
+        if not (ROOT / ref).exists() and "*" not in ref and "<" not in ref
+    )
+    assert not missing, missing
