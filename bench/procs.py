@@ -45,6 +45,17 @@ class Proc:
     def rss_mb(self) -> float:
         return float(psutil.Process(self.pid).memory_info().rss) / 2**20
 
+    def cpu_s(self) -> tuple[float, float]:
+        """User and system CPU seconds of the process, and of it with its live children."""
+        own = total = 0.0
+        root = psutil.Process(self.pid)
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+                own = own or total
+        return own, total
+
     def children_rss_mb(self) -> float:
         total = 0.0
         for child in psutil.Process(self.pid).children(recursive=True):

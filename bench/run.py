@@ -1,10 +1,10 @@
 """The speed harness (goals and history: docs/performance.md), all in one run on loopback:
 
-fake upstream (the floor) -> the router's local host on the full path -> LiteLLM's proxy,
-each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
+fake upstream -> a bare pass-through proxy on the same server stack (bench/floor.py) -> the
+router's local host on the full path -> LiteLLM's proxy, each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
 trivial one, the router's resident memory, and streaming time to first byte.
 
-    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile]
+    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile [CONNECTIONS]]
 
 `--smoke` (make bench-smoke, run by CI) is a second of each load without LiteLLM: it proves the
 harness runs and that every measured request was answered, and exits 1 otherwise.
@@ -83,14 +83,23 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def load(url: str, script: Path | None, d: Durations) -> dict[str, Any]:
+def load(url: str, script: Path | None, d: Durations, server: Proc | None = None) -> dict[str, Any]:
+    """c=1 and c=32 loads; with `server`, also the CPU it spent per answered request under each
+    (its children included), which contention on a shared machine does not inflate as it does
+    wall-clock throughput."""
     wrk.run(url, connections=1, duration_s=d.warmup_s, script=script)
-    c1 = wrk.run(url, connections=1, duration_s=d.latency_s, script=script)
-    c32 = wrk.run(url, connections=32, duration_s=d.throughput_s, script=script)
-    for r in (c1, c32):
+    out: dict[str, Any] = {}
+    for name, connections, seconds in (("c1", 1, d.latency_s), ("c32", 32, d.throughput_s)):
+        before = server.cpu_s() if server else (0.0, 0.0)
+        r = wrk.run(url, connections=connections, duration_s=seconds, script=script)
         if r.non_2xx or r.socket_errors:
             log(f"warning: {url}: {r.non_2xx} non-2xx responses, {r.socket_errors} socket errors")
-    return {"c1": c1.as_dict(), "c32": c32.as_dict()}
+        out[name] = r.as_dict()
+        if server and r.requests:
+            after = server.cpu_s()
+            out[name]["cpu_ms_per_request"] = round((after[1] - before[1]) * 1000 / r.requests, 3)
+            out[name]["own_cpu_ms_per_request"] = round((after[0] - before[0]) * 1000 / r.requests, 3)
+    return out
 
 
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
@@ -174,7 +183,7 @@ def request_log_state(health: Any) -> str:
     return "in memory: no database dependency reported (wire_store not wired yet?)"
 
 
-def bench_router(upstream_url: str, tmp: Path, d: Durations, want_profile: bool, stamp: str) -> dict[str, Any]:
+def bench_router(upstream_url: str, tmp: Path, d: Durations, profile_connections: int, stamp: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
     catalog = write_catalog(tmp / "catalog.yaml", upstream_url)
     port = free_port()
@@ -184,7 +193,7 @@ def bench_router(upstream_url: str, tmp: Path, d: Durations, want_profile: bool,
     pgdata = tmp / "pgdata"
     try:
         with started("router", argv, tmp / "router.log", router_env(catalog, pgdata, secret)) as proc:
-            _bench_router(proc, base, port, tmp, d, want_profile, stamp, secret, pgdata, out)
+            _bench_router(proc, base, port, tmp, d, profile_connections, stamp, secret, pgdata, out)
     finally:
         strays = stop_strays(str(pgdata))
         if strays:
@@ -198,7 +207,7 @@ def _bench_router(
     port: int,
     tmp: Path,
     d: Durations,
-    want_profile: bool,
+    profile_connections: int,
     stamp: str,
     secret: str,
     pgdata: Path,
@@ -223,7 +232,7 @@ def _bench_router(
     chat_script = wrk.post_script(tmp / "router_chat.lua", body, auth)
     route_script = wrk.post_script(tmp / "router_route.lua", body, auth)
     log("router: chat completions, c=1 then c=32")
-    out["chat"] = load(f"{base}/api/v1/chat/completions", chat_script, d)
+    out["chat"] = load(f"{base}/api/v1/chat/completions", chat_script, d, proc)
     log("router: /api/v1/route and /health/live at c=1")
     wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.warmup_s, script=route_script)
     out["route_c1"] = wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.latency_s, script=route_script)
@@ -237,8 +246,8 @@ def _bench_router(
     )
     out["rss_mb"] = round(proc.rss_mb(), 1)
     out["postgres_rss_mb"] = round(rss_mb_of(processes_mentioning(str(pgdata))), 1)
-    if want_profile:
-        out["profile"] = profile_router(proc, base, chat_script, d, stamp)
+    if profile_connections:
+        out["profile"] = profile_router(proc, base, chat_script, d, stamp, profile_connections)
 
 
 def decision_times(url: str, body: dict[str, Any], auth: dict[str, str], n: int) -> list[float]:
@@ -251,15 +260,17 @@ def decision_times(url: str, body: dict[str, Any], auth: dict[str, str], n: int)
     return times
 
 
-def profile_router(proc: Proc, base: str, script: Path, d: Durations, stamp: str) -> dict[str, Any] | None:
+def profile_router(
+    proc: Proc, base: str, script: Path, d: Durations, stamp: str, connections: int
+) -> dict[str, Any] | None:
     raw = RESULTS / f"profile-{stamp}.txt"
-    log(f"router: profiling {d.profile_s} s under c=32 load with py-spy -> {raw.relative_to(PROJECT_DIR)}")
+    log(f"router: profiling {d.profile_s} s under c={connections} load with py-spy -> {raw.relative_to(PROJECT_DIR)}")
     sampler = profile.record(proc.pid, raw, d.profile_s + 1)
     if sampler is None:
         return None
     try:
         time.sleep(0.5)
-        wrk.run(f"{base}/api/v1/chat/completions", connections=32, duration_s=d.profile_s, script=script)
+        wrk.run(f"{base}/api/v1/chat/completions", connections=connections, duration_s=d.profile_s, script=script)
         _, err = sampler.communicate(timeout=60)
     finally:
         if sampler.poll() is None:
@@ -271,6 +282,20 @@ def profile_router(proc: Proc, base: str, script: Path, d: Durations, stamp: str
     summary = profile.summarise(raw)
     profile.print_summary(summary)
     return {"raw": str(raw.relative_to(PROJECT_DIR)), **summary}
+
+
+# -- the proxy floor --------------------------------------------------------------------------------
+def bench_floor(upstream_url: str, tmp: Path, d: Durations) -> dict[str, Any]:
+    """A bare pass-through on the router's server stack (bench/floor.py): what being a Python
+    proxy costs here before any work, the reference for how much of the budget is left."""
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.floor", "--port", str(port), "--upstream", upstream_url]
+    with started("floor", argv, tmp / "floor.log") as proc:
+        proc.wait_http(f"http://127.0.0.1:{port}/", timeout_s=30)
+        log("proxy floor: chat completions, c=1 then c=32")
+        body = {"model": "large", "messages": MESSAGES}
+        script = wrk.post_script(tmp / "floor.lua", body)
+        return {"chat": load(f"http://127.0.0.1:{port}/v1/chat/completions", script, d, proc)}
 
 
 # -- the peer -------------------------------------------------------------------------------------
@@ -291,7 +316,7 @@ def bench_litellm(upstream_url: str, tmp: Path, d: Durations) -> dict[str, Any]:
         if status != 200:
             raise RuntimeError(f"litellm answered {status}: {answer[:300]!r}\n{proc.tail()}")
         log(f"litellm {version}: chat completions, c=1 then c=32")
-        out["chat"] = load(f"{base}/v1/chat/completions", wrk.post_script(tmp / "litellm.lua", body, auth), d)
+        out["chat"] = load(f"{base}/v1/chat/completions", wrk.post_script(tmp / "litellm.lua", body, auth), d, proc)
         out["rss_mb"] = round(proc.rss_mb() + proc.children_rss_mb(), 1)
     return out
 
@@ -316,7 +341,13 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
         "ttfb_over_upstream_ms": round(router["ttfb"]["p50_ms"] - up["ttfb"]["p50_ms"], 3),
         "ttfb_over_budget": round(router["ttfb"]["p50_ms"] / ttfb_budget, 3) if ttfb_budget > 0 else None,
     }
+    floor = res.get("floor")
+    if floor:
+        r["floor_added_latency_c1_p50_ms"] = round(floor["chat"]["c1"]["p50_ms"] - up["chat"]["c1"]["p50_ms"], 3)
+        r["floor_cpu_ms_per_request_c32"] = floor["chat"]["c32"].get("cpu_ms_per_request")
+    r["router_cpu_ms_per_request_c32"] = router["chat"]["c32"].get("cpu_ms_per_request")
     if lite:
+        r["litellm_cpu_ms_per_request_c32"] = lite["chat"]["c32"].get("cpu_ms_per_request")
         lite_added = lite["chat"]["c1"]["p50_ms"] - up["chat"]["c1"]["p50_ms"]
         r["litellm_added_latency_c1_p50_ms"] = round(lite_added, 3)
         r["added_latency_vs_litellm"] = round(added / lite_added, 4) if lite_added > 0 else None
@@ -385,6 +416,8 @@ def table(res: dict[str, Any]) -> str:
         )
 
     add("upstream direct", res["upstream"]["chat"]["c1"], res["upstream"]["chat"]["c32"])
+    if res.get("floor"):
+        add("proxy floor (bench/floor.py)", res["floor"]["chat"]["c1"], res["floor"]["chat"]["c32"])
     add("router (chat, model auto)", res["router"]["chat"]["c1"], res["router"]["chat"]["c32"])
     if res.get("litellm"):
         add(f"LiteLLM {res['litellm']['version']} proxy", res["litellm"]["chat"]["c1"], res["litellm"]["chat"]["c32"])
@@ -400,6 +433,17 @@ def table(res: dict[str, Any]) -> str:
         f"{res['router']['rss_mb']:.0f} MB after the loads (embedded PostgreSQL, separate processes: "
         f"{res['router']['postgres_rss_mb']:.0f} MB); request log: {res['router']['request_log']}"
     )
+    cpu = {
+        name: (res.get(key) or {}).get("chat", {}).get("c32", {})
+        for name, key in (("proxy floor", "floor"), ("router", "router"), ("LiteLLM", "litellm"))
+    }
+    shown = [
+        f"{name} {c['cpu_ms_per_request']:.2f} ms ({c['own_cpu_ms_per_request']:.2f} ms in its own process)"
+        for name, c in cpu.items()
+        if c.get("cpu_ms_per_request") is not None
+    ]
+    if shown:
+        lines.append("server CPU per request at c=32, children included: " + ", ".join(shown))
     lines.append("")
     lines.append("| goal | measured | target | |")
     lines.append("|---|---|---|---|")
@@ -433,7 +477,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short loads (for development; noisier)")
     parser.add_argument("--skip-litellm", action="store_true", help="do not run the LiteLLM peer")
-    parser.add_argument("--profile", action="store_true", help="sample the router with py-spy under c=32 load")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        type=int,
+        const=32,
+        default=0,
+        metavar="CONNECTIONS",
+        help="sample the router with py-spy under load (c=32, or the connections given: 1 for the latency path)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a second of each load, no LiteLLM; exit 1 on any failure")
     args = parser.parse_args(argv)
     d = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -456,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             res["upstream"]["ttfb"] = ttfb.measure_sync(
                 "127.0.0.1", up_port, "/v1/chat/completions", {**body, "stream": True}, n=d.ttfb_n
             )
+            res["floor"] = bench_floor(upstream_url, tmp, d)
             res["router"] = bench_router(upstream_url, tmp, d, args.profile, stamp)
             if not args.skip_litellm:
                 res["litellm"] = bench_litellm(upstream_url, tmp, d)
