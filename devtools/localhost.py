@@ -38,7 +38,7 @@ from starlette.responses import Response
 from shared.auth.base import Role
 from shared.auth.service_tokens import ServiceTokens, service_secret
 from shared.composition.backends import build_services
-from shared.composition.process import close_services, services_installed, set_services
+from shared.composition.process import close_services, freeze_startup_heap, services_installed, set_services
 from shared.composition.services import Services
 from shared.config import PROJECT_DIR, get_settings, secret_value
 from shared.queue.local import Delivery, LocalBus, get_local_bus
@@ -397,6 +397,7 @@ def build_app(
     async def lifespan() -> AsyncIterator[None]:
         if not services_installed():
             set_services(await build_local_services())
+            freeze_startup_heap()
         local_bus.start()
         for r in runners:
             r.task = asyncio.create_task(r.run())
