@@ -10,9 +10,10 @@ Searches read an immutable snapshot of those arrays. A write through the async A
 snapshot in a worker thread (numpy and faiss release the GIL) while the old one keeps serving,
 and swaps it in when it is ready: a large import never stalls the event loop.
 
-From `approximate_above` examples on, exact search (which reads every vector) gives way to an
-inverted-file index (ann.py) that proposes candidates; they are re-scored exactly here, so the
-similarities are exact and the result is deterministic, and only recall is approximate.
+From `scan_codes_above` examples on, exact search (which reads every vector) gives way to a scan
+of compact codes, and from `approximate_above` on to an inverted file (ann.py); either proposes
+candidates that are re-scored exactly here, so the similarities are exact and the result is
+deterministic, and only recall is approximate.
 """
 
 from __future__ import annotations
@@ -26,16 +27,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..examples.labelled import LabelledExample, Neighbours
-from .ann import IvfCandidates
+from .ann import CodeScanCandidates, IvfCandidates
 from .base import IndexHealth
 
 _SPARSE_QUERY_SHARE = 0.25  # a query this sparse reads only its columns
 # Exact search costs ~0.1 ms per 1k examples of 256 dimensions on one core (memory-bound): past
 # this size it would take most of the decision's 1 ms budget (docs/performance.md).
 APPROXIMATE_ABOVE = 50_000
-# Candidates asked of the approximate index per neighbour wanted (more when tenants filter).
-_CANDIDATES_PER_K = 2
-_CANDIDATES_PER_K_TENANTS = 4
+# Past this size the exact scan's read of the whole matrix (5 MB here) no longer stays in the
+# caches under load; a code scan reads a sixteenth of it (ann.py, docs/performance.md). Below it
+# the in-domain evaluation's 7k-example index stays exact.
+SCAN_CODES_ABOVE = 10_000
+# However few neighbours are asked, at least this many candidates are re-scored: for the nearest
+# one or two the approximate order alone would too often miss the true nearest.
+_MIN_CANDIDATES = 64
 # The cells are learnt once; retrain when the index has grown this much since.
 _RETRAIN_GROWTH = 4
 
@@ -53,7 +58,7 @@ class Snapshot:
     has_tenants: bool
     keys: list[str]
     outcomes: np.ndarray
-    ann: IvfCandidates | None
+    ann: IvfCandidates | CodeScanCandidates | None
     ann_trained_on: int
     visible: dict[str | None, np.ndarray] = field(default_factory=dict)
     own: dict[str, np.ndarray] = field(default_factory=dict)  # a tenant's own rows, cached as `visible`
@@ -70,9 +75,12 @@ class Snapshot:
 class LocalIndex:
     kind = "local"
 
-    def __init__(self, dim: int, *, approximate_above: int = APPROXIMATE_ABOVE) -> None:
+    def __init__(
+        self, dim: int, *, approximate_above: int = APPROXIMATE_ABOVE, scan_codes_above: int = SCAN_CODES_ABOVE
+    ) -> None:
         self.dim = dim
         self.approximate_above = approximate_above
+        self.scan_codes_above = scan_codes_above
         self._rewritten_at = 0  # the version whose write replaced or removed a row: appending is not enough
         self._examples: list[LabelledExample] = []
         self._pos: dict[str, int] = {}
@@ -155,7 +163,7 @@ class LocalIndex:
                 return previous  # a build that started later already holds these writes
             rewritten = rewritten_at > previous.version
             self._latest = build_snapshot(
-                self.dim, version, examples, rows, previous, rewritten, self.approximate_above
+                self.dim, version, examples, rows, previous, rewritten, self.approximate_above, self.scan_codes_above
             )
             return self._latest
 
@@ -217,8 +225,10 @@ def build_snapshot(
     previous: Snapshot,
     rewritten: bool,
     approximate_above: int,
+    scan_codes_above: int = SCAN_CODES_ABOVE,
 ) -> Snapshot:
-    approximate = len(rows) >= approximate_above
+    kind = _candidates_kind(len(rows), approximate_above, scan_codes_above)
+    approximate = kind is not None
     if rows:
         # column-major for exact search: a sparse query (the hashing encoder) reads just the
         # columns it touches, and the dense product is faster too (19.6k x 128: 0.17 ms against
@@ -235,7 +245,7 @@ def build_snapshot(
     for i, ex in enumerate(examples):
         for k, v in ex.outcomes.items():
             outcomes[i, col[k]] = v
-    ann, trained_on = _approximate(matrix, approximate, previous, rewritten)
+    ann, trained_on = _approximate(matrix, kind, previous, rewritten)
     return Snapshot(
         version=version,
         matrix=matrix,
@@ -251,18 +261,27 @@ def build_snapshot(
     )
 
 
+Candidates = IvfCandidates | CodeScanCandidates
+
+
+def _candidates_kind(n: int, approximate_above: int, scan_codes_above: int) -> type[Candidates] | None:
+    if n >= approximate_above:
+        return IvfCandidates
+    return CodeScanCandidates if n >= scan_codes_above else None
+
+
 def _approximate(
-    matrix: np.ndarray, approximate: bool, previous: Snapshot, rewritten: bool
-) -> tuple[IvfCandidates | None, int]:
-    """The IVF cells: none below the threshold; learnt anew after a rewrite, a shrink or enough
-    growth; else the previous cells with the new rows added, on a copy (the previous snapshot
-    may be serving a search with them right now)."""
+    matrix: np.ndarray, kind: type[Candidates] | None, previous: Snapshot, rewritten: bool
+) -> tuple[Candidates | None, int]:
+    """The candidates' index: none below the thresholds; learnt anew after a rewrite, a shrink,
+    enough growth or a change of kind; else the previous one with the new rows added, on a copy
+    (the previous snapshot may be serving a search with it right now)."""
     n = len(matrix)
     old = previous.ann
-    if not approximate:
+    if kind is None:
         return None, 0
-    if old is None or rewritten or old.size > n or n > _RETRAIN_GROWTH * previous.ann_trained_on:
-        return IvfCandidates(matrix), n
+    if not isinstance(old, kind) or rewritten or old.size > n or n > _RETRAIN_GROWTH * previous.ann_trained_on:
+        return kind(matrix), n
     grown = old.copy()
     grown.add(matrix[old.size :])
     return grown, previous.ann_trained_on
@@ -336,8 +355,8 @@ def _visible(snap: Snapshot, tenant: str | None) -> np.ndarray:
 def _search_approximate(snap: Snapshot, query: np.ndarray, k: int, tenant: str | None) -> Neighbours | None:
     """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
     assert snap.ann is not None
-    per_k = _CANDIDATES_PER_K_TENANTS if snap.has_tenants else _CANDIDATES_PER_K
-    cand = np.sort(snap.ann.search(query, per_k * k))
+    per_k = snap.ann.candidates_per_k * (2 if snap.has_tenants else 1)
+    cand = np.sort(snap.ann.search(query, max(per_k * k, _MIN_CANDIDATES)))
     if snap.has_tenants:
         cand = cand[_visible(snap, tenant)[cand]]
         if len(cand) < k:
