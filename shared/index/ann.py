@@ -8,8 +8,9 @@ Why a code scan in the middle (docs/performance.md): a decision reads the whole 
 exact search, 10 MB at 19.6k x 128. Under load, with the rest of the request between two searches,
 that read misses the caches every time and cost ~2 ms of the router's ~4.5 ms of CPU per request;
 the codes are 32 bytes a row (630 KB), scanned with SIMD lookups, and the exact re-score reads only
-the candidates' rows. Recall of the 200 true neighbours among 3 x 200 candidates: 0.990 on
-AlpacaEval prompts and starter rows (2 x 200: 0.965).
+the candidates' rows. Recall of the 200 true neighbours among 2 x 200 candidates: 0.965 on
+AlpacaEval prompts and starter rows (3 x 200: 0.990, for no APGR gain and a third more rows read
+at random in the re-score, the costliest line of a decision at c=1).
 
 Exact search reads every stored vector, so its cost grows with the index: ~3-10 ms a query at
 100k examples of 256 dimensions on one core, memory-bound. An inverted file (IVF) splits the
@@ -116,7 +117,7 @@ class CodeScanCandidates:
     row at 128 dimensions). Deterministic: the codebooks are learnt by k-means from faiss's fixed
     seed on one thread, from a fixed sample."""
 
-    candidates_per_k = 3
+    candidates_per_k = 2
     _TRAIN_SAMPLE = 20_000
 
     def __init__(self, matrix: np.ndarray) -> None:

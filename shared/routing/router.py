@@ -86,23 +86,23 @@ class Decision:
             "fallbacks": [m.id for m in self.fallbacks],
             "candidates": rows,
             # the shared and the tenant's own neighbours together, most similar first
-            "neighbours": sorted(
-                (
-                    {"id": i, "similarity": round(float(sim), 4)}
-                    for part in (nbs, own)
-                    for i, sim in zip(part.ids, part.similarities, strict=True)
-                ),
-                key=lambda n: -float(n["similarity"]),  # type: ignore[arg-type]
-            ),
-            "tenant_neighbours": [
-                {"id": i, "similarity": round(float(sim), 4)} for i, sim in zip(own.ids, own.similarities, strict=True)
-            ],
+            "neighbours": _similarity_rows(nbs, own),
+            "tenant_neighbours": _similarity_rows(own),
             "index": self.index_status,
             "confidence": round(self.confidence, 3),
             "low_confidence": self.low_confidence,
             "confidence_reason": self.confidence_reason,
             "decision_ms": round(self.decision_ms, 3),
         }
+
+
+def _similarity_rows(*parts: Neighbours) -> list[dict[str, object]]:
+    """{"id", "similarity"} per neighbour, most similar first (ties: in the order given); built
+    from the arrays in one pass, since /api/v1/route lists every one of the k neighbours."""
+    ids = [i for part in parts for i in part.ids]
+    sims = np.concatenate([part.similarities for part in parts]) if parts else np.zeros(0)
+    rounded = np.round(sims, 4).tolist()
+    return [{"id": ids[n], "similarity": rounded[n]} for n in np.argsort(-sims, kind="stable").tolist()]
 
 
 class NeighbourSearch(Protocol):
