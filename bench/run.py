@@ -27,12 +27,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.embedded import free_port
 from shared.config import PROJECT_DIR
@@ -83,14 +85,22 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def load(url: str, script: Path | None, d: Durations, server: Proc | None = None) -> dict[str, Any]:
+def load(
+    url: str,
+    script: Path | None,
+    d: Durations,
+    server: Proc | None = None,
+    decisions: Callable[[], tuple[float, float]] | None = None,
+) -> dict[str, Any]:
     """c=1 and c=32 loads; with `server`, also the CPU it spent per answered request under each
     (its children included), which contention on a shared machine does not inflate as it does
-    wall-clock throughput."""
+    wall-clock throughput; with `decisions` (the server's decision-time sum and count), the mean
+    decision time of the requests of each load."""
     wrk.run(url, connections=1, duration_s=d.warmup_s, script=script)
     out: dict[str, Any] = {}
     for name, connections, seconds in (("c1", 1, d.latency_s), ("c32", 32, d.throughput_s)):
         before = server.cpu_s() if server else (0.0, 0.0)
+        decided = decisions() if decisions else (0.0, 0.0)
         r = wrk.run(url, connections=connections, duration_s=seconds, script=script)
         if r.non_2xx or r.socket_errors:
             log(f"warning: {url}: {r.non_2xx} non-2xx responses, {r.socket_errors} socket errors")
@@ -99,7 +109,27 @@ def load(url: str, script: Path | None, d: Durations, server: Proc | None = None
             after = server.cpu_s()
             out[name]["cpu_ms_per_request"] = round((after[1] - before[1]) * 1000 / r.requests, 3)
             out[name]["own_cpu_ms_per_request"] = round((after[0] - before[0]) * 1000 / r.requests, 3)
+        if decisions:
+            total_ms, count = (now - then for now, then in zip(decisions(), decided, strict=True))
+            out[name]["decision_mean_ms"] = round(total_ms / count, 3) if count else None
     return out
+
+
+def decision_totals(base: str, auth: dict[str, str]) -> Callable[[], tuple[float, float]]:
+    """Reads the router's decision-time histogram (sum in ms, count) from /metrics."""
+
+    def read() -> tuple[float, float]:
+        req = urllib.request.Request(f"{base}/metrics", headers=auth)  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            text = resp.read().decode()
+        values = {"llm_router_decision_duration_ms_sum": 0.0, "llm_router_decision_duration_ms_count": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in values:
+                    values[sample.name] = float(sample.value)
+        return values["llm_router_decision_duration_ms_sum"], values["llm_router_decision_duration_ms_count"]
+
+    return read
 
 
 def post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, bytes]:
@@ -232,12 +262,15 @@ def _bench_router(
     chat_script = wrk.post_script(tmp / "router_chat.lua", body, auth)
     route_script = wrk.post_script(tmp / "router_route.lua", body, auth)
     log("router: chat completions, c=1 then c=32")
-    out["chat"] = load(f"{base}/api/v1/chat/completions", chat_script, d, proc)
+    decided = decision_totals(base, {"Authorization": f"Bearer {mint_token(secret, ['ops'])}"})
+    out["chat"] = load(f"{base}/api/v1/chat/completions", chat_script, d, proc, decided)
     log("router: /api/v1/route and /health/live at c=1")
     wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.warmup_s, script=route_script)
-    out["route_c1"] = wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.latency_s, script=route_script)
-    out["live_c1"] = wrk.run(f"{base}/health/live", connections=1, duration_s=d.latency_s)
-    out["route_c1"], out["live_c1"] = out["route_c1"].as_dict(), out["live_c1"].as_dict()
+    before = decided()
+    route = wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.latency_s, script=route_script)
+    total_ms, count = (now - then for now, then in zip(decided(), before, strict=True))
+    out["route_c1"] = {**route.as_dict(), "decision_mean_ms": round(total_ms / count, 3) if count else None}
+    out["live_c1"] = wrk.run(f"{base}/health/live", connections=1, duration_s=d.latency_s).as_dict()
     out["decision_ms"] = decision_times(f"{base}/api/v1/route", body, auth, d.ttfb_n)
     log("router: streaming time to first byte")
     stream_body = {**body, "stream": True}
@@ -326,13 +359,18 @@ def ratios(res: dict[str, Any]) -> dict[str, Any]:
     up, router = res["upstream"], res["router"]
     lite = res.get("litellm")
     added = router["chat"]["c1"]["p50_ms"] - up["chat"]["c1"]["p50_ms"]
+    # the decisions of the very requests measured (the server's histogram over each load); the p50
+    # of sequential /api/v1/route calls from a Python client, between which the caches go cold,
+    # is kept beside it
     decisions = sorted(router.get("decision_ms") or [0.0])
-    decision = decisions[len(decisions) // 2]
-    route_budget = 2 * router["live_c1"]["p50_ms"] + decision
+    sequential = decisions[len(decisions) // 2]
+    decision = router["chat"]["c1"].get("decision_mean_ms") or sequential
+    route_budget = 2 * router["live_c1"]["p50_ms"] + (router["route_c1"].get("decision_mean_ms") or sequential)
     ttfb_budget = up["ttfb"]["p50_ms"] + added
     r: dict[str, Any] = {
         "added_latency_c1_p50_ms": round(added, 3),
-        "decision_p50_ms": round(decision, 3),
+        "decision_mean_c1_ms": round(decision, 3),
+        "decision_p50_ms": round(sequential, 3),
         "decision_share_of_added": round(decision / added, 3) if added > 0 else None,
         "route_p50_ms": router["route_c1"]["p50_ms"],
         "route_budget_ms": round(route_budget, 3),
@@ -381,7 +419,8 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         "decision_share_of_added",
         "{:.3f}",
         "≤",
-        f" (decision p50 {r['decision_p50_ms']:.3f} ms)",
+        f" (decision {r['decision_mean_c1_ms']:.3f} ms, mean over the c=1 chat load; p50 of sequential "
+        f"/api/v1/route calls {r['decision_p50_ms']:.3f} ms)",
     )
     row(
         "/api/v1/route p50 / (2 x /health/live p50 + decision)",
