@@ -28,8 +28,9 @@ is not reproducible). Vectors are stored as float16: candidates only, half the m
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -49,37 +50,18 @@ def _faiss() -> Any:
     return faiss
 
 
-class IvfCandidates:
-    """Candidate positions for a query, over rows 0..size-1 of the matrix it was built from."""
+class _FaissCandidates:
+    """Candidate positions for a query, over rows 0..size-1 of the matrix a faiss index was built
+    from; the subclasses choose and train the index."""
 
     candidates_per_k = 2  # asked per neighbour wanted (twice that when tenants filter)
+    dim: int
+    _index: Any
 
-    def __init__(self, matrix: np.ndarray, *, nlist: int | None = None, nprobe: int | None = None) -> None:
-        faiss = _faiss()
-        n, dim = matrix.shape
-        self.dim = dim
-        self.nlist = nlist or default_nlist(n)
-        self.nprobe = min(self.nlist, nprobe or default_nprobe(self.nlist))
-        quantizer = faiss.IndexFlatIP(dim)
-        self._index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, self.nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        self._index.cp.seed = _SEED
-        self._index.cp.niter = _KMEANS_ITERATIONS
-        sample = min(n, self.nlist * _POINTS_PER_CELL)
-        picked = np.sort(np.random.default_rng(_SEED).permutation(n)[:sample])
-        self._index.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
-        self._index.nprobe = self.nprobe
-        self._quantizer = quantizer  # faiss does not own it from Python: keep it alive
-        self.add(matrix)
-
-    def copy(self) -> IvfCandidates:
-        """An independent copy (the same cells and rows), to add to while this one serves."""
-        twin = object.__new__(IvfCandidates)
-        twin.dim, twin.nlist, twin.nprobe = self.dim, self.nlist, self.nprobe
+    def copy(self) -> Self:
+        """An independent copy (the same trained state and rows), to add to while this one serves."""
+        twin = copy.copy(self)
         twin._index = _faiss().clone_index(self._index)
-        twin._index.nprobe = self.nprobe
-        twin._quantizer = None  # the clone owns its own quantizer
         return twin
 
     @property
@@ -99,6 +81,35 @@ class IvfCandidates:
         return pos[pos >= 0]
 
 
+class IvfCandidates(_FaissCandidates):
+    """An inverted file: the query reads the rows of its nprobe nearest k-means cells."""
+
+    def __init__(self, matrix: np.ndarray, *, nlist: int | None = None, nprobe: int | None = None) -> None:
+        faiss = _faiss()
+        n, dim = matrix.shape
+        self.dim = dim
+        self.nlist = nlist or default_nlist(n)
+        self.nprobe = min(self.nlist, nprobe or default_nprobe(self.nlist))
+        quantizer = faiss.IndexFlatIP(dim)
+        self._index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, self.nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        self._index.cp.seed = _SEED
+        self._index.cp.niter = _KMEANS_ITERATIONS
+        sample = min(n, self.nlist * _POINTS_PER_CELL)
+        picked = np.sort(np.random.default_rng(_SEED).permutation(n)[:sample])
+        self._index.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
+        self._index.nprobe = self.nprobe
+        self._quantizer: Any = quantizer  # faiss does not own it from Python: keep it alive
+        self.add(matrix)
+
+    def copy(self) -> Self:
+        twin = super().copy()
+        twin._index.nprobe = self.nprobe
+        twin._quantizer = None  # the clone owns its own quantizer
+        return twin
+
+
 def default_nlist(n: int) -> int:
     """~2·sqrt(n) cells: at 100k a cell holds ~160 vectors."""
     return max(1, min(n, int(2 * math.sqrt(n))))
@@ -111,13 +122,12 @@ def default_nprobe(nlist: int) -> int:
     return max(min(16, nlist), min(256, nlist // 4))
 
 
-class CodeScanCandidates:
+class CodeScanCandidates(_FaissCandidates):
     """Candidate positions from a scan of every row's product-quantised code: sub-vectors of 2
     dimensions (1 when the dimension is odd), 4 bits each, in faiss's fast-scan layout (32 bytes a
     row at 128 dimensions). Deterministic: the codebooks are learnt by k-means from faiss's fixed
     seed on one thread, from a fixed sample."""
 
-    candidates_per_k = 2
     _TRAIN_SAMPLE = 20_000
 
     def __init__(self, matrix: np.ndarray) -> None:
@@ -129,26 +139,3 @@ class CodeScanCandidates:
         picked = np.sort(np.random.default_rng(_SEED).permutation(n)[: self._TRAIN_SAMPLE])
         self._index.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
         self.add(matrix)
-
-    def copy(self) -> CodeScanCandidates:
-        """An independent copy (the same codebooks and rows), to add to while this one serves."""
-        twin = object.__new__(CodeScanCandidates)
-        twin.dim = self.dim
-        twin._index = _faiss().clone_index(self._index)
-        return twin
-
-    @property
-    def size(self) -> int:
-        return int(self._index.ntotal)
-
-    def add(self, rows: np.ndarray) -> None:
-        """Append rows; they take the next positions."""
-        if len(rows):
-            self._index.add(np.ascontiguousarray(rows, dtype=np.float32))
-
-    def search(self, vector: np.ndarray, k: int) -> np.ndarray:
-        """Positions of up to k rows whose codes score highest against the query."""
-        query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        _, found = self._index.search(query, min(k, self.size))
-        pos: np.ndarray = found[0]
-        return pos[pos >= 0]
