@@ -110,9 +110,14 @@ def load(
             out[name]["cpu_ms_per_request"] = round((after[1] - before[1]) * 1000 / r.requests, 3)
             out[name]["own_cpu_ms_per_request"] = round((after[0] - before[0]) * 1000 / r.requests, 3)
         if decisions:
-            total_ms, count = (now - then for now, then in zip(decisions(), decided, strict=True))
-            out[name]["decision_mean_ms"] = round(total_ms / count, 3) if count else None
+            out[name]["decision_mean_ms"] = mean_decision_since(decisions, decided)
     return out
+
+
+def mean_decision_since(read: Callable[[], tuple[float, float]], before: tuple[float, float]) -> float | None:
+    """The mean decision time (ms) of the decisions made since `before` was read."""
+    total_ms, count = (now - then for now, then in zip(read(), before, strict=True))
+    return round(total_ms / count, 3) if count else None
 
 
 def decision_totals(base: str, auth: dict[str, str]) -> Callable[[], tuple[float, float]]:
@@ -268,8 +273,7 @@ def _bench_router(
     wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.warmup_s, script=route_script)
     before = decided()
     route = wrk.run(f"{base}/api/v1/route", connections=1, duration_s=d.latency_s, script=route_script)
-    total_ms, count = (now - then for now, then in zip(decided(), before, strict=True))
-    out["route_c1"] = {**route.as_dict(), "decision_mean_ms": round(total_ms / count, 3) if count else None}
+    out["route_c1"] = {**route.as_dict(), "decision_mean_ms": mean_decision_since(decided, before)}
     out["live_c1"] = wrk.run(f"{base}/health/live", connections=1, duration_s=d.latency_s).as_dict()
     out["decision_ms"] = decision_times(f"{base}/api/v1/route", body, auth, d.ttfb_n)
     log("router: streaming time to first byte")
