@@ -4,7 +4,7 @@ fake upstream -> a bare pass-through proxy on the same server stack (bench/floor
 router's local host on the full path -> LiteLLM's proxy, each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
 trivial one, the router's resident memory, and streaming time to first byte.
 
-    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile [CONNECTIONS]]
+    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile [CONNECTIONS]] [--profile-endpoint route]
 
 `--smoke` (make bench-smoke, run by CI) is a second of each load without LiteLLM: it proves the
 harness runs and that every measured request was answered, and exits 1 otherwise.
@@ -218,7 +218,15 @@ def request_log_state(health: Any) -> str:
     return "in memory: no database dependency reported (wire_store not wired yet?)"
 
 
-def bench_router(upstream_url: str, tmp: Path, d: Durations, profile_connections: int, stamp: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Profiling:
+    """py-spy under load: how many connections (0: no profile) on which endpoint."""
+
+    connections: int = 0
+    endpoint: str = "chat"
+
+
+def bench_router(upstream_url: str, tmp: Path, d: Durations, profiling: Profiling, stamp: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
     catalog = write_catalog(tmp / "catalog.yaml", upstream_url)
     port = free_port()
@@ -228,7 +236,7 @@ def bench_router(upstream_url: str, tmp: Path, d: Durations, profile_connections
     pgdata = tmp / "pgdata"
     try:
         with started("router", argv, tmp / "router.log", router_env(catalog, pgdata, secret)) as proc:
-            _bench_router(proc, base, port, tmp, d, profile_connections, stamp, secret, pgdata, out)
+            _bench_router(proc, base, port, tmp, d, profiling, stamp, secret, pgdata, out)
     finally:
         strays = stop_strays(str(pgdata))
         if strays:
@@ -242,7 +250,7 @@ def _bench_router(
     port: int,
     tmp: Path,
     d: Durations,
-    profile_connections: int,
+    profiling: Profiling,
     stamp: str,
     secret: str,
     pgdata: Path,
@@ -283,8 +291,9 @@ def _bench_router(
     )
     out["rss_mb"] = round(proc.rss_mb(), 1)
     out["postgres_rss_mb"] = round(rss_mb_of(processes_mentioning(str(pgdata))), 1)
-    if profile_connections:
-        out["profile"] = profile_router(proc, base, chat_script, d, stamp, profile_connections)
+    if profiling.connections:
+        script = route_script if profiling.endpoint == "route" else chat_script
+        out["profile"] = profile_router(proc, base, script, d, stamp, profiling)
 
 
 def decision_times(url: str, body: dict[str, Any], auth: dict[str, str], n: int) -> list[float]:
@@ -298,16 +307,18 @@ def decision_times(url: str, body: dict[str, Any], auth: dict[str, str], n: int)
 
 
 def profile_router(
-    proc: Proc, base: str, script: Path, d: Durations, stamp: str, connections: int
+    proc: Proc, base: str, script: Path, d: Durations, stamp: str, profiling: Profiling
 ) -> dict[str, Any] | None:
     raw = RESULTS / f"profile-{stamp}.txt"
-    log(f"router: profiling {d.profile_s} s under c={connections} load with py-spy -> {raw.relative_to(PROJECT_DIR)}")
+    path = "/api/v1/route" if profiling.endpoint == "route" else "/api/v1/chat/completions"
+    connections = profiling.connections
+    log(f"router: profiling {d.profile_s} s of {path} at c={connections} with py-spy -> {raw.relative_to(PROJECT_DIR)}")
     sampler = profile.record(proc.pid, raw, d.profile_s + 1)
     if sampler is None:
         return None
     try:
         time.sleep(0.5)
-        wrk.run(f"{base}/api/v1/chat/completions", connections=connections, duration_s=d.profile_s, script=script)
+        wrk.run(f"{base}{path}", connections=connections, duration_s=d.profile_s, script=script)
         _, err = sampler.communicate(timeout=60)
     finally:
         if sampler.poll() is None:
@@ -529,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CONNECTIONS",
         help="sample the router with py-spy under load (c=32, or the connections given: 1 for the latency path)",
     )
+    parser.add_argument(
+        "--profile-endpoint",
+        choices=("chat", "route"),
+        default="chat",
+        help="what --profile loads: chat completions (default) or /api/v1/route",
+    )
     parser.add_argument("--smoke", action="store_true", help="a second of each load, no LiteLLM; exit 1 on any failure")
     args = parser.parse_args(argv)
     d = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -552,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 "127.0.0.1", up_port, "/v1/chat/completions", {**body, "stream": True}, n=d.ttfb_n
             )
             res["floor"] = bench_floor(upstream_url, tmp, d)
-            res["router"] = bench_router(upstream_url, tmp, d, args.profile, stamp)
+            res["router"] = bench_router(upstream_url, tmp, d, Profiling(args.profile, args.profile_endpoint), stamp)
             if not args.skip_litellm:
                 res["litellm"] = bench_litellm(upstream_url, tmp, d)
     res["ratios"] = ratios(res)

@@ -6,6 +6,7 @@ is high, it is deterministic, and appended rows join without relearning the code
 from __future__ import annotations
 
 import csv
+import gc
 
 import numpy as np
 import pytest
@@ -108,3 +109,31 @@ def test_tenants_see_shared_rows_and_their_own_only(tenant: str | None) -> None:
         found = index.search_sync(q, K, tenant=tenant)
         assert len(found) == K
         assert {tenant_of[i] for i in found.ids} <= {None, tenant}
+
+
+def test_the_matrix_is_the_candidate_index_rows_and_outlives_it() -> None:
+    """The snapshot's matrix is a read-only view of the rows faiss holds (one copy, not two); a
+    view keeps the index alive, so it still reads the same rows once nothing else refers to it."""
+    vectors = clustered(N, DIM)
+    ann = CodeScanCandidates(vectors)
+    view = ann.vectors
+    rows = view[10:20]
+    del ann, view
+    gc.collect()
+    assert np.array_equal(rows, vectors[10:20])
+    assert not rows.flags.writeable
+    with pytest.raises(ValueError):
+        rows[0, 0] = 1.0
+
+
+def test_nearest_gives_exact_similarities_most_similar_first_with_ties_by_position() -> None:
+    """Duplicated rows tie exactly; the index orders ties by position, as the exact search does."""
+    base = clustered(300, DIM)
+    exs = examples(1200)
+    index = codes_index(np.vstack([base] * 4), exs)
+    position = {ex.id: i for i, ex in enumerate(exs)}
+    for q in base[:20]:
+        found = index.search_sync(q, K)
+        pairs = [(s, position[i]) for s, i in zip(found.similarities.tolist(), found.ids, strict=True)]
+        assert len({s for s, _ in pairs}) < len(pairs)  # the duplicates do tie
+        assert pairs == sorted(pairs, key=lambda p: (-p[0], p[1]))

@@ -10,10 +10,10 @@ import pytest
 from shared.catalog import Catalog, ModelSpec
 from shared.encoders.hashing import HashingEncoder
 from shared.errors import InvalidRequest, ModelNotFound, ModelRetired, NoEligibleModel
-from shared.examples.labelled import LabelledExample, Neighbour, read_labelled_csv
+from shared.examples.labelled import LabelledExample, Neighbour, Neighbours, evidence_matrix, read_labelled_csv
 from shared.index.local import LocalIndex
 from shared.routing.policy import Candidate, rank
-from shared.routing.predictor import PredictorParams, outcome_priors, predict_qualities
+from shared.routing.predictor import PredictorParams, evidence_by_key, outcome_priors, predict_qualities
 from shared.routing.router import Router, RoutingRequest
 from tests.conftest import MMLU_DIR, ROOT
 
@@ -355,3 +355,19 @@ def test_difficulty_prior_keeps_tiers_in_order_and_is_learned() -> None:
     assert hard["tier:frontier"] - hard["tier:economy"] > easy["tier:frontier"] - easy["tier:economy"]
     for p in (easy, hard, model.predict("")):
         assert p["tier:economy"] <= p["tier:frontier"]
+
+
+def test_neighbours_from_the_evidence_matrix_are_the_same_neighbours() -> None:
+    """LocalIndex hands over rows of [presence | outcome or 0]; the NaN form, the sequence and
+    the per-key evidence are the same as from the outcomes themselves."""
+    nan = float("nan")
+    outcomes = np.array([[1.0, nan], [0.25, 0.0], [nan, 1.0]])
+    sims, weights, keys = np.array([0.5, -0.2, 0.8]), np.array([1.0, 1.0, 2.0]), ["a", "b"]
+    plain = Neighbours(["x", "y", "z"], sims, weights, keys, outcomes)
+    rows = Neighbours.from_evidence(["x", "y", "z"], sims, weights, keys, evidence_matrix(outcomes))
+    assert np.array_equal(rows.outcomes, outcomes, equal_nan=True)
+    assert list(rows) == list(plain)
+    # a negative similarity weighs nothing; key "a": 0.25*1 (x), key "b": 1.28 (z, 0.64 * 2)
+    mass, weighted = evidence_by_key(rows, 2.0)
+    assert mass == pytest.approx([0.25, 1.28]) and weighted == pytest.approx([0.25, 1.28])
+    assert evidence_by_key(plain, 2.0) == (mass, weighted)

@@ -18,6 +18,7 @@ never compared.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import zlib
 from collections.abc import Sequence
@@ -55,40 +56,46 @@ class TfidfSvdEncoder:
         self.kept_buckets = np.asarray(kept_buckets, dtype=np.int64)
         # kept in float16, as stored: half the memory; the few rows a prompt uses are widened per call
         self.components = np.ascontiguousarray(components, dtype=np.float16)
-        self.row_of = np.full(1 << n_bits, -1, dtype=np.int32)
-        self.row_of[self.kept_buckets] = np.arange(len(self.kept_buckets), dtype=np.int32)
         self.dim = int(self.components.shape[1])
         digest = hashlib.sha256(
             self.components.astype(np.float32).tobytes()[:1_000_000] + self.idf.tobytes()
         ).hexdigest()[:10]
         self.name = f"tfidf-svd-w{ngram_max}-b{n_bits}-d{self.dim}-{digest}"
         self._bucket_mask = (1 << n_bits) - 1
+        # request-time lookups in plain Python: per kept bucket, its basis row and idf. A prompt
+        # has tens of n-grams, and a dict read per n-gram costs less than the half-dozen numpy
+        # calls (gather, mask, log, norm) it replaces, whose code goes cold between requests
+        self._basis_row = {int(b): r for r, b in enumerate(self.kept_buckets.tolist())}
+        self._basis_idf = self.idf[self.kept_buckets].astype(np.float64).tolist()
 
     # -- request time ---------------------------------------------------------------------------
-    def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """The L2-normalised tf-idf row of one text: (bucket indices, weights)."""
-        # counted in a dict and sorted (np.unique's order): a prompt has tens of n-grams, where
-        # np.unique's dozen array calls cost more than the counting
+    def basis_weights(self, text: str) -> tuple[list[int], list[float]]:
+        """The text's tf-idf weights (sublinear tf times idf) on the basis rows it touches, in
+        bucket order. N-grams outside the basis are dropped here: the first L2 normalisation of
+        the sparse row scales every weight alike, and the projected vector is normalised again,
+        so it cancels."""
         counts: dict[int, int] = {}
+        mask = self._bucket_mask
         for h in ngram_hashes(text, self.ngram_max):
-            b = h & self._bucket_mask
+            b = h & mask
             counts[b] = counts.get(b, 0) + 1
-        order = sorted(counts)
-        buckets = np.array(order, dtype=np.int64)
-        tf = np.array([counts[b] for b in order], dtype=np.float64)
-        weights = (1.0 + np.log(tf)) * self.idf[buckets]
-        norm = float(np.sqrt(weights @ weights))
-        if norm > 0:
-            weights = weights / norm
-        return buckets, weights.astype(np.float32)
+        rows: list[int] = []
+        weights: list[float] = []
+        row_of, idf, log = self._basis_row, self._basis_idf, math.log
+        for b in sorted(counts):
+            r = row_of.get(b)
+            if r is not None:
+                rows.append(r)
+                weights.append((1.0 + log(counts[b])) * idf[r])
+        return rows, weights
 
     def encode_one(self, text: str) -> np.ndarray:
-        buckets, weights = self.sparse_row(text)
-        rows = self.row_of[buckets]
-        keep = rows >= 0
-        vec: np.ndarray = weights[keep] @ self.components[rows[keep]].astype(np.float32)
-        norm = float(np.sqrt(vec @ vec))
-        return (vec / norm if norm > 0 else vec).astype(np.float32)
+        rows, weights = self.basis_weights(text)
+        if not rows:
+            return np.zeros(self.dim, dtype=np.float32)
+        vec: np.ndarray = np.array(weights, dtype=np.float32) @ self.components[rows].astype(np.float32)
+        norm = math.sqrt(float(vec @ vec))
+        return vec / np.float32(norm) if norm > 0 else vec
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -72,7 +72,10 @@ class Neighbours(Sequence[Neighbour]):
     """k neighbours as arrays (what the predictor computes on), and as a sequence of Neighbour.
 
     `outcomes[i, j]` is neighbour i's outcome for `keys[j]`, NaN where it has none. Indexes that
-    hold their examples as arrays (LocalIndex) build this without creating k objects.
+    hold their examples as arrays (LocalIndex) build this without creating k objects, from the
+    rows of an evidence matrix (`from_evidence`): per key, 1.0 where an outcome is present, then
+    per key the outcome with 0.0 where absent, which is what the predictor multiplies; the NaN
+    form is derived only when something asks for it.
     """
 
     def __init__(
@@ -81,7 +84,9 @@ class Neighbours(Sequence[Neighbour]):
         similarities: np.ndarray,
         weights: np.ndarray,
         keys: Sequence[str],
-        outcomes: np.ndarray,
+        outcomes: np.ndarray | None,
+        *,
+        evidence: np.ndarray | None = None,
     ) -> None:
         # a list or an object array of ids (LocalIndex hands over a slice of its id array)
         self.ids: Sequence[str] | np.ndarray = ids
@@ -89,9 +94,48 @@ class Neighbours(Sequence[Neighbour]):
         self.weights = np.asarray(weights, dtype=np.float64)
         self.keys = tuple(keys)
         self.key_index = {k: j for j, k in enumerate(self.keys)}
-        self.outcomes = np.asarray(outcomes, dtype=np.float64).reshape(len(self.ids), len(self.keys))
-        # per-key evidence, computed once per neighbour set (predictor.evidence_by_key)
-        self.cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        self._outcomes = (
+            None if outcomes is None else np.asarray(outcomes, dtype=np.float64).reshape(len(self.ids), len(self.keys))
+        )
+        self._evidence = evidence
+        # per-key evidence and similarity weights, computed once per neighbour set (predictor.py)
+        self.cache: dict[object, object] = {}
+
+    @classmethod
+    def from_evidence(
+        cls,
+        ids: Sequence[str] | np.ndarray,
+        similarities: np.ndarray,
+        weights: np.ndarray,
+        keys: Sequence[str],
+        evidence: np.ndarray,
+    ) -> Neighbours:
+        return cls(ids, similarities, weights, keys, None, evidence=evidence)
+
+    @property
+    def outcomes(self) -> np.ndarray:
+        if self._outcomes is None:
+            assert self._evidence is not None
+            n = len(self.keys)
+            present = self._evidence[:, :n] > 0
+            self._outcomes = np.where(present, self._evidence[:, n:], np.nan).reshape(len(self.ids), n)
+        return self._outcomes
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """(k x 2·keys) float64: presence per key, then the outcome or 0.0 (evidence_matrix)."""
+        if self._evidence is None:
+            self._evidence = evidence_matrix(self.outcomes)
+        return self._evidence
+
+    def mass_weights(self, power: float) -> np.ndarray:
+        """Each neighbour's weight in the estimate: max(similarity, 0) ** power times its weight."""
+        key = ("mass_weights", power)
+        cached = self.cache.get(key)
+        if cached is None:
+            cached = np.power(np.clip(self.similarities, 0.0, None), power) * self.weights
+            self.cache[key] = cached
+        return cached  # type: ignore[return-value]
 
     @classmethod
     def of(cls, items: Sequence[Neighbour]) -> Neighbours:
@@ -133,6 +177,14 @@ class Neighbours(Sequence[Neighbour]):
         row = self.outcomes[i]
         outcomes = {k: float(row[j]) for k, j in self.key_index.items() if not np.isnan(row[j])}
         return Neighbour(self.ids[i], float(self.similarities[i]), outcomes, float(self.weights[i]))
+
+
+def evidence_matrix(outcomes: np.ndarray) -> np.ndarray:
+    """Outcomes (rows x keys, NaN where missing) as [presence per key | outcome or 0.0 per key],
+    float64: a similarity-weighted sum of its rows gives every key's evidence mass and weighted
+    outcome in one product."""
+    present = ~np.isnan(outcomes)
+    return np.hstack([present, np.where(present, outcomes, 0.0)]).astype(np.float64)
 
 
 def parse_outcome(raw: str) -> float | None:

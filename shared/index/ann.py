@@ -2,7 +2,8 @@
 
 Two kinds, by size (LocalIndex chooses): from SCAN_CODES_ABOVE examples a scan of every row's
 4-bit product-quantised code (CodeScanCandidates), from APPROXIMATE_ABOVE an inverted file
-(IvfCandidates). Both propose candidates that LocalIndex re-scores exactly.
+(IvfCandidates). Both propose candidates that a flat index of the rows re-scores exactly in the
+same faiss call; LocalIndex reads those rows as its matrix.
 
 Why a code scan in the middle (docs/performance.md): a decision reads the whole float32 matrix in an
 exact search, 10 MB at 19.6k x 128. Under load, with the rest of the request between two searches,
@@ -15,7 +16,7 @@ at random in the re-score, the costliest line of a decision at c=1).
 Exact search reads every stored vector, so its cost grows with the index: ~3-10 ms a query at
 100k examples of 256 dimensions on one core, memory-bound. An inverted file (IVF) splits the
 vectors into `nlist` k-means cells and a query reads only the `nprobe` cells nearest to it (a
-quarter of them, at most 256). LocalIndex re-scores the candidates exactly with its own float32 matrix, so every
+quarter of them, at most 256). The candidates are re-scored exactly against the float32 rows, so every
 similarity it returns is exact; only whether a true neighbour is among the candidates is
 approximate (recall@k, measured by `python -m bench.scale` and reported in docs/performance.md).
 
@@ -43,7 +44,7 @@ _KMEANS_ITERATIONS = 10
 
 
 def _faiss() -> Any:
-    # faiss (~30 MB of native code) is needed only above APPROX_SEARCH_MIN examples
+    # faiss (~30 MB of native code) is needed only from SCAN_CODES_ABOVE examples
     import faiss  # type: ignore[import-untyped,unused-ignore]
 
     faiss.omp_set_num_threads(_THREADS)
@@ -51,17 +52,30 @@ def _faiss() -> Any:
 
 
 class _FaissCandidates:
-    """Candidate positions for a query, over rows 0..size-1 of the matrix a faiss index was built
-    from; the subclasses choose and train the index."""
+    """Over rows 0..size-1: a candidate index (`_base`, chosen and trained by the subclasses)
+    inside a faiss IndexRefineFlat, whose flat index of the rows themselves re-scores the
+    candidates exactly and holds the vectors LocalIndex reads as its matrix (`vectors`), so they
+    are stored once. Proposing, re-scoring and ordering run in one call into faiss: as a dozen numpy
+    calls they cost twice as much in the serving process, where their code runs cache-cold
+    (docs/performance.md)."""
 
-    candidates_per_k = 2  # asked per neighbour wanted (twice that when tenants filter)
+    candidates_per_k = 2  # re-scored per neighbour wanted (twice that when tenants filter)
     dim: int
+    _base: Any
     _index: Any
+
+    def _refine_with_rows(self, base: Any, matrix: np.ndarray) -> None:
+        self._base = base
+        self._index = _faiss().IndexRefineFlat(base)
+        self._index.k_factor = 1.0  # the caller asks for as many candidates as it wants re-scored
+        self.add(matrix)
 
     def copy(self) -> Self:
         """An independent copy (the same trained state and rows), to add to while this one serves."""
+        faiss = _faiss()
         twin = copy.copy(self)
-        twin._index = _faiss().clone_index(self._index)
+        twin._index = faiss.clone_index(self._index)
+        twin._base = faiss.downcast_index(twin._index.base_index)
         return twin
 
     @property
@@ -69,16 +83,44 @@ class _FaissCandidates:
         return int(self._index.ntotal)
 
     def add(self, rows: np.ndarray) -> None:
-        """Append rows; they take the next positions."""
+        """Append rows; they take the next positions. Never called on an index that serves:
+        `vectors` views its storage, which an append may move."""
         if len(rows):
             self._index.add(np.ascontiguousarray(rows, dtype=np.float32))
 
-    def search(self, vector: np.ndarray, k: int) -> np.ndarray:
-        """Positions of up to k approximate nearest rows (unordered as far as the caller cares)."""
+    def nearest(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The n candidates nearest by their codes, re-scored exactly: positions and exact
+        similarities, most similar first (ties in faiss's order)."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        _, found = self._index.search(query, min(k, self.size))
+        # OpenMP's thread count is per calling thread (_faiss sets it), and the index may have
+        # been built in another: without this the refine step runs a team that spins for one query
+        _faiss()
+        sims, found = self._index.search(query, min(n, self.size))
         pos: np.ndarray = found[0]
-        return pos[pos >= 0]
+        if len(pos) and pos[-1] < 0:  # fewer rows than asked
+            keep = pos >= 0
+            return pos[keep], sims[0][keep]
+        return pos, sims[0]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The rows, (size x dim) float32, as a read-only view of the flat index's storage that
+        keeps this object alive for as long as the view (or a view of it) lives."""
+        flat = _faiss().downcast_index(self._index.refine_index)
+        n = self.size
+        raw = _faiss().rev_swig_ptr(flat.get_xb(), n * self.dim) if n else np.zeros(0, dtype=np.float32)
+        view = np.asarray(_Storage(self, raw)).reshape(n, self.dim)
+        view.flags.writeable = False
+        return view
+
+
+class _Storage:
+    """Exposes a faiss-owned buffer to numpy with a reference to its owner, so that no view
+    outlives the memory it reads."""
+
+    def __init__(self, owner: _FaissCandidates, raw: np.ndarray) -> None:
+        self.owner = owner
+        self.__array_interface__ = raw.__array_interface__
 
 
 class IvfCandidates(_FaissCandidates):
@@ -91,21 +133,21 @@ class IvfCandidates(_FaissCandidates):
         self.nlist = nlist or default_nlist(n)
         self.nprobe = min(self.nlist, nprobe or default_nprobe(self.nlist))
         quantizer = faiss.IndexFlatIP(dim)
-        self._index = faiss.IndexIVFScalarQuantizer(
+        base = faiss.IndexIVFScalarQuantizer(
             quantizer, dim, self.nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
         )
-        self._index.cp.seed = _SEED
-        self._index.cp.niter = _KMEANS_ITERATIONS
+        base.cp.seed = _SEED
+        base.cp.niter = _KMEANS_ITERATIONS
         sample = min(n, self.nlist * _POINTS_PER_CELL)
         picked = np.sort(np.random.default_rng(_SEED).permutation(n)[:sample])
-        self._index.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
-        self._index.nprobe = self.nprobe
+        base.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
+        base.nprobe = self.nprobe
         self._quantizer: Any = quantizer  # faiss does not own it from Python: keep it alive
-        self.add(matrix)
+        self._refine_with_rows(base, matrix)
 
     def copy(self) -> Self:
         twin = super().copy()
-        twin._index.nprobe = self.nprobe
+        twin._base.nprobe = self.nprobe
         twin._quantizer = None  # the clone owns its own quantizer
         return twin
 
@@ -135,7 +177,7 @@ class CodeScanCandidates(_FaissCandidates):
         n, dim = matrix.shape
         self.dim = dim
         subvectors = dim // 2 if dim % 2 == 0 else dim
-        self._index = faiss.IndexPQFastScan(dim, subvectors, 4, faiss.METRIC_INNER_PRODUCT)
+        base = faiss.IndexPQFastScan(dim, subvectors, 4, faiss.METRIC_INNER_PRODUCT)
         picked = np.sort(np.random.default_rng(_SEED).permutation(n)[: self._TRAIN_SAMPLE])
-        self._index.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
-        self.add(matrix)
+        base.train(np.ascontiguousarray(matrix[picked], dtype=np.float32))
+        self._refine_with_rows(base, matrix)

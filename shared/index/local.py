@@ -2,9 +2,10 @@
 
 Vectors are unit length, so cosine similarity is a dot product. The matrix is kept in
 column-major order: a sparse query (the hashing encoder's ~100 non-zeros) then reads only
-the columns it touches. Outcomes are kept as a matrix too (examples x outcome keys, float32, NaN
-where missing), so a search returns its k neighbours as arrays without building k objects; its
-keys are bounded by the catalog, because the API accepts only catalog ids and tier keys.
+the columns it touches. Outcomes are kept as a matrix too, in the form the predictor multiplies
+(examples x 2·keys: presence, then the outcome or 0; labelled.evidence_matrix), so a search
+returns its k neighbours as arrays without building k objects; its keys are bounded by the
+catalog, because the API accepts only catalog ids and tier keys.
 
 Searches read an immutable snapshot of those arrays. A write through the async API rebuilds the
 snapshot in a worker thread (numpy and faiss release the GIL) while the old one keeps serving,
@@ -12,8 +13,9 @@ and swaps it in when it is ready: a large import never stalls the event loop.
 
 From `scan_codes_above` examples on, exact search (which reads every vector) gives way to a scan
 of compact codes, and from `approximate_above` on to an inverted file (ann.py); either proposes
-candidates that are re-scored exactly here, so the similarities are exact and the result is
-deterministic, and only recall is approximate.
+candidates that faiss re-scores exactly against the rows it then holds (the snapshot's matrix is
+a view of them), so the similarities are exact and the result is deterministic, and only recall
+is approximate.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..examples.labelled import LabelledExample, Neighbours
+from ..examples.labelled import LabelledExample, Neighbours, evidence_matrix
 from .ann import CodeScanCandidates, IvfCandidates
 from .base import IndexHealth
 
@@ -57,7 +59,7 @@ class Snapshot:
     tenants: np.ndarray
     has_tenants: bool
     keys: list[str]
-    outcomes: np.ndarray
+    evidence: np.ndarray  # examples x 2·keys: presence, then outcome or 0 (labelled.evidence_matrix)
     ann: IvfCandidates | CodeScanCandidates | None
     ann_trained_on: int
     visible: dict[str | None, np.ndarray] = field(default_factory=dict)
@@ -69,7 +71,7 @@ class Snapshot:
     def empty(cls, dim: int) -> Snapshot:
         zeros = np.zeros(0, dtype=object)
         matrix = np.zeros((0, dim), dtype=np.float32, order="F")
-        return cls(0, matrix, zeros, np.zeros(0), zeros, False, [], np.zeros((0, 0), np.float32), None, 0)
+        return cls(0, matrix, zeros, np.zeros(0), zeros, False, [], np.zeros((0, 0)), None, 0)
 
 
 class LocalIndex:
@@ -232,8 +234,8 @@ def build_snapshot(
     if rows:
         # column-major for exact search: a sparse query (the hashing encoder) reads just the
         # columns it touches, and the dense product is faster too (19.6k x 128: 0.17 ms against
-        # 0.24 ms row-major, measured 2026-11-30); row-major above the threshold, where re-scoring
-        # approximate candidates reads whole rows
+        # 0.24 ms row-major, measured 2026-11-30); above the threshold the candidates' index
+        # takes the rows, row-major, and the matrix becomes its view
         stacked = np.vstack(rows)
         matrix = stacked if approximate else np.asfortranarray(stacked)
     else:
@@ -246,6 +248,8 @@ def build_snapshot(
         for k, v in ex.outcomes.items():
             outcomes[i, col[k]] = v
     ann, trained_on = _approximate(matrix, kind, previous, rewritten)
+    if ann is not None:
+        matrix = ann.vectors  # the re-scoring index holds the rows: keep one copy, not two
     return Snapshot(
         version=version,
         matrix=matrix,
@@ -254,7 +258,7 @@ def build_snapshot(
         tenants=tenants,
         has_tenants=any(t is not None for t in tenants),
         keys=keys,
-        outcomes=outcomes,
+        evidence=evidence_matrix(outcomes),
         ann=ann,
         ann_trained_on=trained_on,
         rows=list(matrix),
@@ -290,7 +294,7 @@ def _approximate(
 def search_snapshot(snap: Snapshot, dim: int, vector: np.ndarray, k: int, tenant: str | None) -> Neighbours:
     n = len(snap.ids)
     if n == 0 or k <= 0:
-        return Neighbours([], np.zeros(0), np.zeros(0), snap.keys, np.zeros((0, len(snap.keys))))
+        return _no_neighbours(snap)
     query = np.asarray(vector, dtype=np.float32)
     if snap.ann is not None:
         found = _search_approximate(snap, query, k, tenant)
@@ -304,21 +308,21 @@ def search_snapshot(snap: Snapshot, dim: int, vector: np.ndarray, k: int, tenant
     # ties: lower position first, so results are deterministic
     top = top[np.lexsort((top, -sims[top]))]
     top = top[sims[top] > -np.inf]
-    return Neighbours(snap.ids[top], sims[top], snap.weights[top], snap.keys, snap.outcomes[top])
+    return _neighbours(snap, top, sims[top])
 
 
 def search_own_snapshot(snap: Snapshot, vector: np.ndarray, k: int, tenant: str) -> Neighbours:
     """Exact: a tenant's rows are few next to the shared ones."""
     rows = _own_rows(snap, tenant)
     if len(rows) == 0 or k <= 0:
-        return Neighbours([], np.zeros(0), np.zeros(0), snap.keys, np.zeros((0, len(snap.keys))))
+        return _no_neighbours(snap)
     sims = snap.matrix[rows] @ np.asarray(vector, dtype=np.float32)
     if k < len(rows):
         part = np.argpartition(-sims, k - 1)[:k]
         rows, sims = rows[part], sims[part]
     order = np.lexsort((rows, -sims))  # ties: lower position first, as search_snapshot
     top = rows[order]
-    return Neighbours(snap.ids[top], sims[order], snap.weights[top], snap.keys, snap.outcomes[top])
+    return _neighbours(snap, top, sims[order])
 
 
 def _own_rows(snap: Snapshot, tenant: str) -> np.ndarray:
@@ -356,15 +360,25 @@ def _search_approximate(snap: Snapshot, query: np.ndarray, k: int, tenant: str |
     """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
     assert snap.ann is not None
     per_k = snap.ann.candidates_per_k * (2 if snap.has_tenants else 1)
-    cand = np.sort(snap.ann.search(query, max(per_k * k, _MIN_CANDIDATES)))
+    pos, sims = snap.ann.nearest(query, max(per_k * k, _MIN_CANDIDATES))
     if snap.has_tenants:
-        cand = cand[_visible(snap, tenant)[cand]]
-        if len(cand) < k:
+        keep = _visible(snap, tenant)[pos]
+        pos, sims = pos[keep], sims[keep]
+        if len(pos) < k:
             return None
-    sims = snap.matrix[cand] @ query
-    order = np.lexsort((cand, -sims))[:k]
-    top, top_sims = cand[order], sims[order]
-    return Neighbours(snap.ids[top], top_sims, snap.weights[top], snap.keys, snap.outcomes[top])
+    if len(sims) > 1 and bool((sims[1:] == sims[:-1]).any()):
+        order = np.lexsort((pos, -sims))  # ties: lower position first, as search_snapshot
+        pos, sims = pos[order], sims[order]
+    top = pos[:k]
+    return _neighbours(snap, top, sims[:k])
+
+
+def _neighbours(snap: Snapshot, top: np.ndarray, sims: np.ndarray) -> Neighbours:
+    return Neighbours.from_evidence(snap.ids[top], sims, snap.weights[top], snap.keys, snap.evidence[top])
+
+
+def _no_neighbours(snap: Snapshot) -> Neighbours:
+    return Neighbours.from_evidence([], np.zeros(0), np.zeros(0), snap.keys, np.zeros((0, 2 * len(snap.keys))))
 
 
 def _ms(t0: float) -> float:

@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from ..examples.labelled import Neighbour, Neighbours
 
 
@@ -78,8 +76,8 @@ def predict_qualities(
             if j is None or mass[j] <= 0.0:
                 continue
             strength = params.prior_strength if used is None else params.own_strength
-            w_sum = float(mass[j])
-            q = (float(weighted[j]) + strength * q) / (w_sum + strength)
+            w_sum = mass[j]
+            q = (weighted[j] + strength * q) / (w_sum + strength)
             evidence += w_sum
             used = key
         out.append(QualityEstimate(quality=q, evidence=evidence, key=used))
@@ -107,18 +105,18 @@ def estimate(
     ]
 
 
-def evidence_by_key(nbs: Neighbours, power: float) -> tuple[np.ndarray, np.ndarray]:
+def evidence_by_key(nbs: Neighbours, power: float) -> tuple[list[float], list[float]]:
     """Per outcome key: the similarity mass of the neighbours that have an outcome for it, and
-    the mass-weighted sum of those outcomes. One pass over the k x keys matrix for every model."""
-    cached = nbs.cache.get(power)
-    if cached is not None:
-        return cached
-    weights = np.power(np.clip(nbs.similarities, 0.0, None), power) * nbs.weights
-    present = ~np.isnan(nbs.outcomes)
-    mass = weights @ present
-    weighted = weights @ np.where(present, nbs.outcomes, 0.0)
-    nbs.cache[power] = (mass, weighted)
-    return mass, weighted
+    the mass-weighted sum of those outcomes. One product over the k x keys evidence matrix for
+    every model, as plain floats (the per-model arithmetic that follows is scalar)."""
+    key = ("evidence", power)
+    cached = nbs.cache.get(key)
+    if cached is None:
+        totals: list[float] = (nbs.mass_weights(power) @ nbs.evidence).tolist()
+        n = len(nbs.keys)
+        cached = (totals[:n], totals[n:])
+        nbs.cache[key] = cached
+    return cached  # type: ignore[return-value]
 
 
 def outcome_priors(outcomes: Sequence[dict[str, float]]) -> dict[str, float]:

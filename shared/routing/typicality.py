@@ -37,7 +37,7 @@ def neighbour_mass(neighbours: Sequence[Neighbour], power: float) -> float:
     nbs = Neighbours.of(neighbours)
     if not len(nbs):
         return 0.0
-    return float(np.power(np.clip(nbs.similarities, 0.0, None), power) @ nbs.weights)
+    return float(nbs.mass_weights(power).sum())
 
 
 @dataclass(frozen=True)
