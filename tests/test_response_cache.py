@@ -25,7 +25,9 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueCache]:
         yield MemoryCache()
         return
     redis_url: str = request.getfixturevalue("redis_url")
-    c = RedisCache(redis_url)
+    # these tests are about what is cached, not about a slow Redis: the production timeouts
+    # (0.25 s) turned a stall of this shared machine into a bypass once (a fresh-clone run)
+    c = RedisCache(redis_url, socket_timeout_s=5.0, connect_timeout_s=5.0)
     yield c
     await c.close()
 
