@@ -225,6 +225,10 @@ class Profiling:
     connections: int = 0
     endpoint: str = "chat"
 
+    @property
+    def path(self) -> str:
+        return "/api/v1/route" if self.endpoint == "route" else "/api/v1/chat/completions"
+
 
 def bench_router(upstream_url: str, tmp: Path, d: Durations, profiling: Profiling, stamp: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
@@ -292,7 +296,7 @@ def _bench_router(
     out["rss_mb"] = round(proc.rss_mb(), 1)
     out["postgres_rss_mb"] = round(rss_mb_of(processes_mentioning(str(pgdata))), 1)
     if profiling.connections:
-        script = route_script if profiling.endpoint == "route" else chat_script
+        script = route_script if profiling.path == "/api/v1/route" else chat_script
         out["profile"] = profile_router(proc, base, script, d, stamp, profiling)
 
 
@@ -310,8 +314,7 @@ def profile_router(
     proc: Proc, base: str, script: Path, d: Durations, stamp: str, profiling: Profiling
 ) -> dict[str, Any] | None:
     raw = RESULTS / f"profile-{stamp}.txt"
-    path = "/api/v1/route" if profiling.endpoint == "route" else "/api/v1/chat/completions"
-    connections = profiling.connections
+    path, connections = profiling.path, profiling.connections
     log(f"router: profiling {d.profile_s} s of {path} at c={connections} with py-spy -> {raw.relative_to(PROJECT_DIR)}")
     sampler = profile.record(proc.pid, raw, d.profile_s + 1)
     if sampler is None:
