@@ -137,3 +137,35 @@ def test_nearest_gives_exact_similarities_most_similar_first_with_ties_by_positi
         pairs = [(s, position[i]) for s, i in zip(found.similarities.tolist(), found.ids, strict=True)]
         assert len({s for s, _ in pairs}) < len(pairs)  # the duplicates do tie
         assert pairs == sorted(pairs, key=lambda p: (-p[0], p[1]))
+
+
+def test_keeping_k_of_more_candidates_gives_the_top_k_of_those_candidates() -> None:
+    """faiss keeps the k best of the re-scored candidates: the same rows and similarities as
+    re-scoring them all and keeping the first k."""
+    vectors = clustered(N, DIM)
+    ann = CodeScanCandidates(vectors)
+    for q in clustered(20, DIM, seed=5):
+        pos, sims = ann.nearest(q, K, 4 * K)
+        all_pos, all_sims = ann.nearest(q, 4 * K)
+        assert len(pos) == K
+        assert np.array_equal(pos, all_pos[:K])
+        assert np.array_equal(sims, all_sims[:K])
+        assert np.allclose(sims, vectors[pos] @ q, atol=1e-5)
+
+
+def test_neighbours_carry_their_examples_weights_and_ids() -> None:
+    """Weights travel in the evidence rows and ids are taken from the snapshot when first read:
+    both belong to the neighbour found, row for row."""
+    vectors = clustered(N, DIM)
+    exs = [
+        LabelledExample(content=f"prompt {i}", outcomes={"big": 1.0}, source="t", weight=0.5 + (i % 7) / 7)
+        for i in range(N)
+    ]
+    index = codes_index(vectors, exs)
+    by_id = {ex.id: ex for ex in exs}
+    for q in clustered(10, DIM, seed=21):
+        found = index.search_sync(q, K)
+        assert [float(w) for w in found.weights] == [by_id[i].weight for i in found.ids]
+        assert [n.weight for n in found] == [by_id[i].weight for i in found.ids]
+        rows = [exs.index(by_id[i]) for i in found.ids]
+        assert np.allclose(found.similarities, vectors[rows] @ q, atol=1e-5)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from shared.catalog import Catalog, ModelSpec
+from shared.encoders.base import SingleTextEncoder
 from shared.encoders.hashing import HashingEncoder
+from shared.encoders.tfidf_svd import TfidfSvdEncoder
 from shared.errors import InvalidRequest, ModelNotFound, ModelRetired, NoEligibleModel
 from shared.examples.labelled import LabelledExample, Neighbour, Neighbours, evidence_matrix, read_labelled_csv
 from shared.index.local import LocalIndex
@@ -371,3 +373,15 @@ def test_neighbours_from_the_evidence_matrix_are_the_same_neighbours() -> None:
     mass, weighted = evidence_by_key(rows, 2.0)
     assert mass == pytest.approx([0.25, 1.28]) and weighted == pytest.approx([0.25, 1.28])
     assert evidence_by_key(plain, 2.0) == (mass, weighted)
+
+
+async def test_the_router_encodes_a_prompt_as_the_encoder_encodes_a_batch() -> None:
+    """The router encodes its one prompt without a batch (encode_one); the vector is the one the
+    examples were indexed with."""
+    encoder = TfidfSvdEncoder.load(ROOT / "shared" / "data" / "encoder_tfidf_svd.npz")
+    assert isinstance(encoder, SingleTextEncoder)
+    router = Router(Catalog.load(ROOT / "shared" / "catalog.yaml"), encoder, LocalIndex(encoder.dim))
+    for text in ["hi", "Prove that there are infinitely many primes.", "", "¿Qué hora es? 12:30"]:
+        vector = await router.encode(text)
+        assert vector.dtype == np.float32
+        assert np.array_equal(vector, encoder.encode([text])[0])

@@ -87,15 +87,20 @@ class Neighbours(Sequence[Neighbour]):
         outcomes: np.ndarray | None,
         *,
         evidence: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
     ) -> None:
-        # a list or an object array of ids (LocalIndex hands over a slice of its id array)
-        self.ids: Sequence[str] | np.ndarray = ids
+        # the ids, a list or an object array; with `positions`, the array they are taken from
+        # when first asked for (LocalIndex hands over its id array: a chat decision never reads them)
+        self._ids: Sequence[str] | np.ndarray | None = ids if positions is None else None
+        self._id_source, self._positions = ids, positions
         self.similarities = np.asarray(similarities, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.keys = tuple(keys)
         self.key_index = {k: j for j, k in enumerate(self.keys)}
         self._outcomes = (
-            None if outcomes is None else np.asarray(outcomes, dtype=np.float64).reshape(len(self.ids), len(self.keys))
+            None
+            if outcomes is None
+            else np.asarray(outcomes, dtype=np.float64).reshape(len(self.similarities), len(self.keys))
         )
         self._evidence = evidence
         # per-key evidence and similarity weights, computed once per neighbour set (predictor.py)
@@ -109,8 +114,16 @@ class Neighbours(Sequence[Neighbour]):
         weights: np.ndarray,
         keys: Sequence[str],
         evidence: np.ndarray,
+        *,
+        positions: np.ndarray | None = None,
     ) -> Neighbours:
-        return cls(ids, similarities, weights, keys, None, evidence=evidence)
+        return cls(ids, similarities, weights, keys, None, evidence=evidence, positions=positions)
+
+    @property
+    def ids(self) -> Sequence[str] | np.ndarray:
+        if self._ids is None:
+            self._ids = np.asarray(self._id_source)[self._positions]
+        return self._ids
 
     @property
     def outcomes(self) -> np.ndarray:
@@ -118,7 +131,7 @@ class Neighbours(Sequence[Neighbour]):
             assert self._evidence is not None
             n = len(self.keys)
             present = self._evidence[:, :n] > 0
-            self._outcomes = np.where(present, self._evidence[:, n:], np.nan).reshape(len(self.ids), n)
+            self._outcomes = np.where(present, self._evidence[:, n:], np.nan).reshape(len(self.similarities), n)
         return self._outcomes
 
     @property

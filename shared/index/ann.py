@@ -66,8 +66,8 @@ class _FaissCandidates:
 
     def _refine_with_rows(self, base: Any, matrix: np.ndarray) -> None:
         self._base = base
+        self._params: dict[tuple[int, int], Any] = {}
         self._index = _faiss().IndexRefineFlat(base)
-        self._index.k_factor = 1.0  # the caller asks for as many candidates as it wants re-scored
         self.add(matrix)
 
     def copy(self) -> Self:
@@ -76,6 +76,7 @@ class _FaissCandidates:
         twin = copy.copy(self)
         twin._index = faiss.clone_index(self._index)
         twin._base = faiss.downcast_index(twin._index.base_index)
+        twin._params = {}
         return twin
 
     @property
@@ -88,19 +89,37 @@ class _FaissCandidates:
         if len(rows):
             self._index.add(np.ascontiguousarray(rows, dtype=np.float32))
 
-    def nearest(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The n candidates nearest by their codes, re-scored exactly: positions and exact
-        similarities, most similar first (ties in faiss's order)."""
+    def nearest(self, vector: np.ndarray, n: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The n most similar of the `candidates` (default n) nearest by their codes, re-scored
+        exactly: positions and exact similarities, most similar first (ties in faiss's order).
+        faiss keeps only the n: sorting and handing over all the candidates costs as much again
+        as re-scoring them."""
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
         # OpenMP's thread count is per calling thread (_faiss sets it), and the index may have
         # been built in another: without this the refine step runs a team that spins for one query
         _faiss()
-        sims, found = self._index.search(query, min(n, self.size))
+        n = min(n, self.size)
+        sims, found = self._index.search(query, n, params=self._refine_params(n, max(n, candidates or n)))
         pos: np.ndarray = found[0]
         if len(pos) and pos[-1] < 0:  # fewer rows than asked
             keep = pos >= 0
             return pos[keep], sims[0][keep]
         return pos, sims[0]
+
+    def _refine_params(self, n: int, candidates: int) -> Any:
+        """faiss's search parameters for `candidates` re-scored per n kept, made once per pair."""
+        cache = self._params
+        params = cache.get((n, candidates))
+        if params is None:
+            # faiss asks its candidate index for int(n * k_factor) in float32 arithmetic
+            factor = np.float32(candidates / max(n, 1))
+            while int(np.float32(n) * factor) < candidates:
+                factor = np.nextafter(factor, np.float32(np.inf))
+            params = _faiss().IndexRefineSearchParameters(k_factor=float(factor))
+            if len(cache) > 64:
+                cache.clear()
+            cache[(n, candidates)] = params
+        return params
 
     @property
     def vectors(self) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 Vectors are unit length, so cosine similarity is a dot product. The matrix is kept in
 column-major order: a sparse query (the hashing encoder's ~100 non-zeros) then reads only
-the columns it touches. Outcomes are kept as a matrix too, in the form the predictor multiplies
-(examples x 2·keys: presence, then the outcome or 0; labelled.evidence_matrix), so a search
-returns its k neighbours as arrays without building k objects; its keys are bounded by the
-catalog, because the API accepts only catalog ids and tier keys.
+the columns it touches. Weights and outcomes are kept as one matrix too, in the form the predictor
+multiplies (examples x (1 + 2·keys): the weight, then presence per key, then the outcome or 0;
+labelled.evidence_matrix), so a search returns its k neighbours as arrays without building k
+objects, in one gather of k rows; its keys are bounded by the catalog, because the API accepts
+only catalog ids and tier keys.
 
 Searches read an immutable snapshot of those arrays. A write through the async API rebuilds the
 snapshot in a worker thread (numpy and faiss release the GIL) while the old one keeps serving,
@@ -55,11 +56,13 @@ class Snapshot:
     version: int
     matrix: np.ndarray
     ids: np.ndarray
-    weights: np.ndarray
     tenants: np.ndarray
     has_tenants: bool
     keys: list[str]
-    evidence: np.ndarray  # examples x 2·keys: presence, then outcome or 0 (labelled.evidence_matrix)
+    # examples x (1 + 2·keys): the weight, then presence per key, then the outcome or 0
+    # (labelled.evidence_matrix). One matrix, so that a search gathers its neighbours' rows once:
+    # under load each gather of rows at random positions misses the caches
+    evidence: np.ndarray
     ann: IvfCandidates | CodeScanCandidates | None
     ann_trained_on: int
     visible: dict[str | None, np.ndarray] = field(default_factory=dict)
@@ -71,7 +74,7 @@ class Snapshot:
     def empty(cls, dim: int) -> Snapshot:
         zeros = np.zeros(0, dtype=object)
         matrix = np.zeros((0, dim), dtype=np.float32, order="F")
-        return cls(0, matrix, zeros, np.zeros(0), zeros, False, [], np.zeros((0, 0)), None, 0)
+        return cls(0, matrix, zeros, zeros, False, [], np.zeros((0, 1)), None, 0)
 
 
 class LocalIndex:
@@ -247,6 +250,7 @@ def build_snapshot(
     for i, ex in enumerate(examples):
         for k, v in ex.outcomes.items():
             outcomes[i, col[k]] = v
+    weights = np.array([ex.weight for ex in examples], dtype=np.float64)
     ann, trained_on = _approximate(matrix, kind, previous, rewritten)
     if ann is not None:
         matrix = ann.vectors  # the re-scoring index holds the rows: keep one copy, not two
@@ -254,11 +258,10 @@ def build_snapshot(
         version=version,
         matrix=matrix,
         ids=np.array([ex.id for ex in examples], dtype=object),
-        weights=np.array([ex.weight for ex in examples], dtype=np.float64),
         tenants=tenants,
         has_tenants=any(t is not None for t in tenants),
         keys=keys,
-        evidence=evidence_matrix(outcomes),
+        evidence=np.hstack([weights[:, None], evidence_matrix(outcomes)]),
         ann=ann,
         ann_trained_on=trained_on,
         rows=list(matrix),
@@ -359,22 +362,27 @@ def _visible(snap: Snapshot, tenant: str | None) -> np.ndarray:
 def _search_approximate(snap: Snapshot, query: np.ndarray, k: int, tenant: str | None) -> Neighbours | None:
     """Exactly re-scored candidates; None when a tenant filter left too few (search exactly)."""
     assert snap.ann is not None
-    per_k = snap.ann.candidates_per_k * (2 if snap.has_tenants else 1)
-    pos, sims = snap.ann.nearest(query, max(per_k * k, _MIN_CANDIDATES))
     if snap.has_tenants:
+        # every candidate comes back, to be filtered before the k are kept
+        wanted = max(2 * snap.ann.candidates_per_k * k, _MIN_CANDIDATES)
+        pos, sims = snap.ann.nearest(query, wanted)
         keep = _visible(snap, tenant)[pos]
         pos, sims = pos[keep], sims[keep]
         if len(pos) < k:
             return None
+    else:
+        pos, sims = snap.ann.nearest(query, k, max(snap.ann.candidates_per_k * k, _MIN_CANDIDATES))
     if len(sims) > 1 and bool((sims[1:] == sims[:-1]).any()):
         order = np.lexsort((pos, -sims))  # ties: lower position first, as search_snapshot
         pos, sims = pos[order], sims[order]
-    top = pos[:k]
-    return _neighbours(snap, top, sims[:k])
+    return _neighbours(snap, pos[:k], sims[:k])
 
 
 def _neighbours(snap: Snapshot, top: np.ndarray, sims: np.ndarray) -> Neighbours:
-    return Neighbours.from_evidence(snap.ids[top], sims, snap.weights[top], snap.keys, snap.evidence[top])
+    # the ids are gathered only if asked for (/api/v1/route lists them, a chat request does not):
+    # gathering an object array touches every neighbour's string
+    rows = snap.evidence[top]
+    return Neighbours.from_evidence(snap.ids, sims, rows[:, 0], snap.keys, rows[:, 1:], positions=top)
 
 
 def _no_neighbours(snap: Snapshot) -> Neighbours:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,7 +13,7 @@ import numpy as np
 from opentelemetry import trace
 
 from ..catalog import Catalog, ModelSpec
-from ..encoders.base import AsyncEncoder, Encoder
+from ..encoders.base import AsyncEncoder, Encoder, SingleTextEncoder
 from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
 from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
@@ -155,6 +155,8 @@ class Router:
         self.typicality = floor if applies else None
         # a runtime-checkable Protocol's isinstance walks its attributes: decide it once
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
+        local_one = not self._remote_encoder and isinstance(encoder, SingleTextEncoder)
+        self._encode_one: Callable[[str], np.ndarray] | None = encoder.encode_one if local_one else None  # type: ignore[union-attr]
         self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
 
     def prior_for(self, model: ModelSpec, per_prompt: dict[str, float] | None = None) -> float:
@@ -167,6 +169,8 @@ class Router:
         return model.quality_prior
 
     async def encode(self, text: str) -> np.ndarray:
+        if self._encode_one is not None:
+            return self._encode_one(text)
         if self._remote_encoder:
             vectors = await self.encoder.aencode([text])  # type: ignore[union-attr]
         else:
