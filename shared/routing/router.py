@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from opentelemetry import trace
@@ -171,11 +171,8 @@ class Router:
     async def encode(self, text: str) -> np.ndarray:
         if self._encode_one is not None:
             return self._encode_one(text)
-        if self._remote_encoder:
-            vectors = await self.encoder.aencode([text])  # type: ignore[union-attr]
-        else:
-            vectors = self.encoder.encode([text])  # type: ignore[union-attr]
-        row: np.ndarray = vectors[0]
+        encoder: Any = self.encoder  # an Encoder or an AsyncEncoder, told apart once in __init__
+        row: np.ndarray = (await encoder.aencode([text]) if self._remote_encoder else encoder.encode([text]))[0]
         return row
 
     async def neighbours(
