@@ -146,7 +146,8 @@ class Neighbours(Sequence[Neighbour]):
         key = ("mass_weights", power)
         cached = self.cache.get(key)
         if cached is None:
-            cached = np.power(np.clip(self.similarities, 0.0, None), power) * self.weights
+            # np.maximum, not np.clip: clip's Python dispatch costs more than the arithmetic
+            cached = np.power(np.maximum(self.similarities, 0.0), power) * self.weights
             self.cache[key] = cached
         return cached  # type: ignore[return-value]
 

@@ -63,6 +63,7 @@ class _FaissCandidates:
     dim: int
     _base: Any
     _index: Any
+    _size: int
 
     def _refine_with_rows(self, base: Any, matrix: np.ndarray) -> None:
         self._base = base
@@ -81,13 +82,14 @@ class _FaissCandidates:
 
     @property
     def size(self) -> int:
-        return int(self._index.ntotal)
+        return self._size  # kept by add(): reading faiss's ntotal through SWIG costs µs per search
 
     def add(self, rows: np.ndarray) -> None:
         """Append rows; they take the next positions. Never called on an index that serves:
         `vectors` views its storage, which an append may move."""
         if len(rows):
             self._index.add(np.ascontiguousarray(rows, dtype=np.float32))
+        self._size = int(self._index.ntotal)
 
     def nearest(self, vector: np.ndarray, n: int, candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The n most similar of the `candidates` (default n) nearest by their codes, re-scored

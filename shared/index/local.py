@@ -372,7 +372,7 @@ def _search_approximate(snap: Snapshot, query: np.ndarray, k: int, tenant: str |
             return None
     else:
         pos, sims = snap.ann.nearest(query, k, max(snap.ann.candidates_per_k * k, _MIN_CANDIDATES))
-    if len(sims) > 1 and bool((sims[1:] == sims[:-1]).any()):
+    if len(sims) > 1 and np.count_nonzero(sims[1:] == sims[:-1]):
         order = np.lexsort((pos, -sims))  # ties: lower position first, as search_snapshot
         pos, sims = pos[order], sims[order]
     return _neighbours(snap, pos[:k], sims[:k])

@@ -37,7 +37,7 @@ def neighbour_mass(neighbours: Sequence[Neighbour], power: float) -> float:
     nbs = Neighbours.of(neighbours)
     if not len(nbs):
         return 0.0
-    return float(nbs.mass_weights(power).sum())
+    return float(np.add.reduce(nbs.mass_weights(power)))
 
 
 @dataclass(frozen=True)
