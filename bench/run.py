@@ -4,7 +4,7 @@ fake upstream -> a bare pass-through proxy on the same server stack (bench/floor
 router's local host on the full path -> LiteLLM's proxy, each loaded with wrk at c=1 (latency) and c=32 (throughput); plus the decision endpoint over a
 trivial one, the router's resident memory, and streaming time to first byte.
 
-    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile [CONNECTIONS]] [--profile-endpoint route]
+    python -m bench.run [--quick | --smoke] [--skip-litellm] [--profile [CONNECTIONS]] [--profile-endpoint route|stream]
 
 `--smoke` (make bench-smoke, run by CI) is a second of each load without LiteLLM: it proves the
 harness runs and that every measured request was answered, and exits 1 otherwise.
@@ -229,6 +229,10 @@ class Profiling:
     def path(self) -> str:
         return "/api/v1/route" if self.endpoint == "route" else "/api/v1/chat/completions"
 
+    def body(self, chat: dict[str, Any]) -> dict[str, Any]:
+        """The request body the profiled load sends."""
+        return {**chat, "stream": True} if self.endpoint == "stream" else chat
+
 
 def bench_router(upstream_url: str, tmp: Path, d: Durations, profiling: Profiling, stamp: str) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
@@ -296,7 +300,7 @@ def _bench_router(
     out["rss_mb"] = round(proc.rss_mb(), 1)
     out["postgres_rss_mb"] = round(rss_mb_of(processes_mentioning(str(pgdata))), 1)
     if profiling.connections:
-        script = route_script if profiling.path == "/api/v1/route" else chat_script
+        script = wrk.post_script(tmp / "router_profiled.lua", profiling.body(body), auth)
         out["profile"] = profile_router(proc, base, script, d, stamp, profiling)
 
 
@@ -545,9 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile-endpoint",
-        choices=("chat", "route"),
+        choices=("chat", "route", "stream"),
         default="chat",
-        help="what --profile loads: chat completions (default) or /api/v1/route",
+        help="what --profile loads: chat completions (default), /api/v1/route, or streamed chat completions",
     )
     parser.add_argument("--smoke", action="store_true", help="a second of each load, no LiteLLM; exit 1 on any failure")
     args = parser.parse_args(argv)
