@@ -27,7 +27,8 @@ from shared.catalog import Catalog
 from shared.composition.assemble import build_encoder, build_local_index, build_router
 from shared.config import Settings
 from shared.routing import router as router_module
-from shared.routing.router import Router, RoutingRequest
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
 
 TABLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "everyday_and_hard_prompts.csv"
 WARMUP = 100

@@ -23,6 +23,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -35,7 +36,9 @@ from build_starter_examples import SOURCES, _score, tier_rows  # noqa: E402
 from shared.catalog import Catalog  # noqa: E402
 from shared.composition.assemble import build_encoder, load_starter  # noqa: E402
 from shared.config import Settings  # noqa: E402
+from shared.examples.labelled import Neighbours  # noqa: E402
 from shared.routing.difficulty import features, load_default  # noqa: E402
+from shared.routing.predictor import PredictorParams, gain_stderrs  # noqa: E402
 from shared.routing.router import DEFAULT_EXPECTED_OUTPUT_TOKENS, MIN_CONFIDENCE  # noqa: E402
 from shared.routing.typicality import load_default as load_floor  # noqa: E402
 
@@ -98,8 +101,11 @@ def penalties(settings: Settings) -> np.ndarray:
     return np.array([settings.balanced_cost_weight * math.log10(cost[k.split(":")[1]] / cheapest) for k in KEYS])
 
 
-def decide(s: Starter, prompt: str, prior: Prior, pen: np.ndarray, floor: float, h: float | None) -> int:
-    """0 economy, 1 balanced, 2 frontier, as Router.decide under `balanced` would choose."""
+def decide(
+    s: Starter, prompt: str, prior: Prior, pen: np.ndarray, floor: float, h: float | None, z: float = 0.0
+) -> int:
+    """0 economy, 1 balanced, 2 frontier, as Router.decide under `balanced` would choose; `z`:
+    the upgrade discount in standard errors of each tier's gain over economy (policy.rank)."""
     zq = s.form(prompt)
     sims = s.vectors @ s.encoder.encode([prompt])[0]
     top = np.argpartition(-sims, K)[:K]
@@ -111,6 +117,10 @@ def decide(s: Starter, prompt: str, prior: Prior, pen: np.ndarray, floor: float,
         w = w * np.exp(-((s.z[top] - zq) ** 2).sum(axis=1) / (2 * h * h))
     present = ~np.isnan(s.y[top])
     est = (w @ np.where(present, s.y[top], 0.0) + STRENGTH * prior(prompt, zq)) / (w @ present + STRENGTH)
+    if z > 0.0:  # the spread of the plain (not form-weighted) neighbours, as the router measures it
+        nbs = Neighbours([str(i) for i in top], sims[top], np.ones(K), KEYS, s.y[top])
+        se = gain_stderrs(nbs, KEYS[0], PredictorParams(k=K, prior_strength=STRENGTH, similarity_power=POWER))
+        est = est - z * np.array([se.get(k, 0.0) for k in KEYS])
     return int(np.argmax(est - pen))
 
 
@@ -147,15 +157,18 @@ def main() -> None:
         rows = list(csv.DictReader(fh))
     prompts, everyday = [r["prompt"] for r in rows], [r["expected"] == "economy" for r in rows]
 
-    def report(name: str, prior: Prior, h: float | None) -> None:
-        tiers = [decide(s, q, prior, pen, floor.floor, h) for q in prompts]
+    shipped_z = NormalDist().inv_cdf(settings.balanced_upgrade_confidence)
+
+    def report(name: str, prior: Prior, h: float | None, z: float = 0.0) -> None:
+        tiers = [decide(s, q, prior, pen, floor.floor, h, z) for q in prompts]
         cheap = sum(t == 0 for t, e in zip(tiers, everyday, strict=True) if e)
         up = sum(t > 0 for t, e in zip(tiers, everyday, strict=True) if not e)
         print(
             f"{name:44} everyday to economy {cheap:2}/{sum(everyday)}  hard up {up:2}/{len(everyday) - sum(everyday)}"
         )
 
-    report("shipped", s.linear_prior, None)
+    report(f"shipped (upgrade confidence {settings.balanced_upgrade_confidence})", s.linear_prior, None, shipped_z)
+    report("before it (upgrade on the point estimate)", s.linear_prior, None)
     for h in (0.5, 1.0, 2.0, 3.0):
         report(f"form-weighted neighbours h={h}", s.linear_prior, h)
     for h in (0.25, 0.5, 1.0):

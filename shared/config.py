@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     cost_quality_margin: float = 0.109
     # `balanced` trades one unit of predicted quality against this many log10-dollars of cost.
     balanced_cost_weight: float = 0.05
+    # `balanced` pays for a dearer model only where its predicted gain over the cheapest clears
+    # its cost at this one-sided confidence (0.5: on the point estimate alone); measured in
+    # docs/routing-quality.md, "Paying for an upgrade".
+    balanced_upgrade_confidence: float = Field(default=0.975, ge=0.5, lt=1.0)
     encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"
     encoder_state_path: Path = PACKAGE_DIR / "data" / "encoder_tfidf_svd.npz"
     encoder_dim: int = 1024  # the `hashing` encoder's size (tfidf-svd's comes from its state)

@@ -34,6 +34,7 @@ _REASONS: dict[str, list[str]] = {
         "ROUTING_SIMILARITY_POWER",
         "COST_QUALITY_MARGIN",
         "BALANCED_COST_WEIGHT",
+        "BALANCED_UPGRADE_CONFIDENCE",
         "MAX_BODY_BYTES",
         "MAX_MESSAGES",
         "MAX_TOTAL_CHARS",

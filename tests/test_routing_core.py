@@ -16,7 +16,8 @@ from shared.examples.labelled import LabelledExample, Neighbour, Neighbours, evi
 from shared.index.local import LocalIndex
 from shared.routing.policy import Candidate, rank
 from shared.routing.predictor import PredictorParams, evidence_by_key, outcome_priors, predict_qualities
-from shared.routing.router import Router, RoutingRequest
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
 from tests.conftest import MMLU_DIR, ROOT
 
 # the labelled data beside the repository (../shared/data), when this checkout has it

@@ -16,7 +16,8 @@ from shared.encoders.hashing import HashingEncoder
 from shared.examples.labelled import LabelledExample, Neighbours, example_id
 from shared.index.local import LocalIndex
 from shared.routing.predictor import PredictorParams, estimate
-from shared.routing.router import Router, RoutingRequest
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
 
 DIM = 256
 COUNTRIES = ["france", "spain", "italy", "germany", "poland", "norway", "greece", "egypt", "japan", "chile"]

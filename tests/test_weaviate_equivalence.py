@@ -21,7 +21,8 @@ from shared.examples.labelled import read_labelled_csv
 from shared.examples.transfer import export_csv, import_csv
 from shared.index.local import LocalIndex
 from shared.routing.predictor import PredictorParams
-from shared.routing.router import Router, RoutingRequest
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
 from tests.conftest import MMLU_DIR
 
 MMLU = MMLU_DIR

@@ -7,7 +7,8 @@ from ..circuit.base import CircuitBreaker
 from ..config import Settings
 from ..metrics import DECISION_MS, count_low_confidence
 from ..routing.policy import PolicyName
-from ..routing.router import Decision, Router, RoutingRequest
+from ..routing.request import RoutingRequest
+from ..routing.router import Decision, Router
 from ..schemas import POLICY_ALIASES, ChatCompletionRequest
 from ..telemetry import span as tracing_span
 from ..token_count import estimate_prompt_tokens

@@ -136,6 +136,7 @@ def build_router(
         priors=priors,
         margin=s.cost_quality_margin,
         cost_weight=s.balanced_cost_weight,
+        upgrade_confidence=s.balanced_upgrade_confidence,
         index_timeout_s=s.weaviate_timeout_s,
     )
 

@@ -10,12 +10,16 @@ Models are then ranked so that the fallbacks are the next-best choices under the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ..catalog import ModelSpec
 
 PolicyName = Literal["quality", "cost", "balanced", "latency"]
+# the standard error of a model's predicted gain over a base model's, by their label keys
+# (predictor.GainSpread)
+Spread = Callable[[Sequence[str], Sequence[str]], float]
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Candidate:
     excluded: str | None = None
     confidence: float = 0.0
     score: float = 0.0
+    gain_stderr: float = 0.0  # of its predicted gain over the cheapest eligible model (balanced)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -44,6 +49,7 @@ class Candidate:
             "estimated_cost_usd": round(self.estimated_cost_usd, 8),
             "latency_ms_p50": self.model.latency_ms_p50,
             "score": round(self.score, 4),
+            "gain_stderr": round(self.gain_stderr, 4),
             "eligible": self.eligible,
             "reason": self.excluded or "; ".join(self.notes) or "eligible",
         }
@@ -55,8 +61,14 @@ def rank(
     *,
     margin: float,
     cost_weight: float,
+    upgrade_z: float = 0.0,
+    spread: Spread | None = None,
 ) -> list[Candidate]:
-    """Eligible candidates, best first, with `score` and a kept-because note set on each."""
+    """Eligible candidates, best first, with `score` and a kept-because note set on each.
+
+    balanced: a model dearer than the cheapest eligible one counts its predicted gain over it
+    `upgrade_z` standard errors lower (`spread`), so an upgrade is paid for only where the
+    evidence shows its gain beyond its cost at that one-sided confidence."""
     pool = [c for c in candidates if c.eligible]
     if not pool:
         return []
@@ -87,12 +99,21 @@ def rank(
             within[0].notes.insert(0, word)
         return within + rest
     # balanced
-    cheapest = max(min(c.estimated_cost_usd for c in pool), 1e-12)
+    base = min(pool, key=lambda c: (c.estimated_cost_usd, c.model.id))
+    cheapest = max(base.estimated_cost_usd, 1e-12)
     for c in pool:
         ratio = max(c.estimated_cost_usd, 1e-12) / cheapest
-        c.score = c.predicted_quality - cost_weight * math.log10(ratio)
+        if spread is not None and c is not base:
+            c.gain_stderr = spread(c.model.label_keys, base.model.label_keys)
+        c.score = c.predicted_quality - upgrade_z * c.gain_stderr - cost_weight * math.log10(ratio)
     ordered = sorted(pool, key=lambda c: (-c.score, c.estimated_cost_usd, c.model.id))
     ordered[0].notes.append("best quality for its cost")
+    for c in ordered:
+        if upgrade_z * c.gain_stderr > 0.0:
+            c.notes.append(
+                f"gain over {base.model.id} counted {upgrade_z * c.gain_stderr:.3f} lower "
+                f"({upgrade_z:.2f} standard errors)"
+            )
     return ordered
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from ..examples.labelled import Neighbour, Neighbours
 
 
@@ -128,3 +130,46 @@ def outcome_priors(outcomes: Sequence[dict[str, float]]) -> dict[str, float]:
             sums[key] = sums.get(key, 0.0) + val
             counts[key] = counts.get(key, 0) + 1
     return {k: sums[k] / counts[k] for k in sums}
+
+
+def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: PredictorParams) -> dict[str, float]:
+    """Per outcome key, the standard error of its estimate's gain over `base_key`'s, from the
+    neighbours that carry both outcomes (paired: what the two share, an easy or a hard prompt,
+    cancels), with the estimate's shrinkage:
+
+        se = sqrt(var_w(g) * sum(w ** 2)) / (sum(w) + prior_strength),   g = y_key - y_base
+
+    0.0 for a key that no neighbour carries beside `base_key` (nothing to measure a spread on).
+    The balanced policy pays for an upgrade only when its gain clears its cost by this margin
+    (policy.rank, docs/routing-quality.md "Paying for an upgrade")."""
+    nbs = Neighbours.of(neighbours)
+    j = nbs.key_index.get(base_key)
+    if j is None or not len(nbs):
+        return {}
+    n = len(nbs.keys)
+    ev = nbs.evidence
+    # one pass over the k x keys matrix for every key at once (a decision has a handful of keys)
+    w = nbs.mass_weights(params.similarity_power)[:, None] * ev[:, :n] * ev[:, j : j + 1]
+    gain = ev[:, n:] - ev[:, n + j : n + j + 1]
+    total = w.sum(axis=0)
+    safe = np.where(total > 0.0, total, 1.0)
+    mean = (w * gain).sum(axis=0) / safe
+    var = (w * (gain - mean) ** 2).sum(axis=0) / safe
+    se = np.sqrt(var * (w * w).sum(axis=0)) / (total + params.prior_strength)
+    return dict(zip(nbs.keys, se.tolist(), strict=True))
+
+
+class GainSpread:
+    """`spread(keys, base_keys)`: the standard error of a model's gain over a base model, for
+    policy.rank, from one decision's neighbours, on their tier outcomes (the most general label
+    key, which the shipped examples carry in pairs). Each base key's errors are computed once."""
+
+    def __init__(self, neighbours: Sequence[Neighbour], params: PredictorParams) -> None:
+        self.neighbours, self.params = neighbours, params
+        self._by_base: dict[str, dict[str, float]] = {}
+
+    def __call__(self, keys: Sequence[str], base_keys: Sequence[str]) -> float:
+        base = base_keys[-1]
+        if base not in self._by_base:
+            self._by_base[base] = gain_stderrs(self.neighbours, base, self.params)
+        return self._by_base[base].get(keys[-1], 0.0)

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,7 +20,8 @@ from ..examples.labelled import Neighbour, Neighbours
 from ..telemetry import span
 from .difficulty import DifficultyModel, load_default
 from .policy import Candidate, PolicyName, rank, rank_unsure
-from .predictor import PredictorParams, estimate, predict_qualities
+from .predictor import GainSpread, PredictorParams, estimate, predict_qualities
+from .request import RoutingRequest, exclusion
 from .typicality import TypicalityFloor, neighbour_mass
 from .typicality import load_default as load_typicality
 
@@ -33,22 +35,6 @@ DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
 # eligible model. Calibrated on leave-one-source-out data (docs/routing-quality.md, "Confidence").
 MIN_CONFIDENCE = 0.25
 _SHIPPED = "shipped"
-
-
-@dataclass
-class RoutingRequest:
-    prompt: str
-    policy: PolicyName
-    explicit_model: str | None = None
-    needs: frozenset[str] = frozenset()
-    prompt_tokens: int = 0
-    max_output_tokens: int | None = None
-    allowed_models: Collection[str] | None = None
-    exclude_models: Collection[str] = ()
-    max_cost_usd: float | None = None
-    min_quality: float | None = None
-    tenant: str | None = None
-    tenant_allowed_models: Collection[str] | None = None
 
 
 @dataclass
@@ -131,6 +117,7 @@ class Router:
         priors: dict[str, float] | None = None,
         margin: float = 0.04,
         cost_weight: float = 0.05,
+        upgrade_confidence: float = 0.5,
         index_timeout_s: float = 2.0,
         difficulty: DifficultyModel | str | None = _SHIPPED,
         min_confidence: float = MIN_CONFIDENCE,
@@ -143,6 +130,7 @@ class Router:
         self.priors = dict(priors or {})
         self.margin = margin
         self.cost_weight = cost_weight
+        self.upgrade_z = NormalDist().inv_cdf(upgrade_confidence) if upgrade_confidence > 0.5 else 0.0
         self.index_timeout_s = index_timeout_s
         # the per-prompt prior of each tier (difficulty.py); the shipped one unless told otherwise
         self.difficulty: DifficultyModel | None = load_default() if isinstance(difficulty, str) else difficulty
@@ -242,7 +230,16 @@ class Router:
         if unsure and req.policy != "quality":
             ranked = rank_unsure(candidates, req.policy)
         else:
-            ranked = rank(candidates, req.policy, margin=self.margin, cost_weight=self.cost_weight)
+            # a tenant's own labels, one model per example, carry no pairs: no spread is measured
+            spread = None if own else GainSpread(neighbours, self.params)
+            ranked = rank(
+                candidates,
+                req.policy,
+                margin=self.margin,
+                cost_weight=self.cost_weight,
+                upgrade_z=self.upgrade_z,
+                spread=spread,
+            )
         if not ranked:
             reasons = "; ".join(f"{c.model.id}: {c.excluded}" for c in candidates) or "empty catalog"
             raise NoEligibleModel(f"No model satisfies this request's constraints ({reasons}).")
@@ -320,7 +317,7 @@ class Router:
         out_tokens = req.max_output_tokens or min(DEFAULT_EXPECTED_OUTPUT_TOKENS, model.max_output_tokens)
         cost = model.cost_usd(req.prompt_tokens, out_tokens)
         c = Candidate(model=model, predicted_quality=0.0, evidence=0.0, estimated_cost_usd=cost)
-        c.excluded = _exclusion(model, req, open_circuits, out_tokens, cost)
+        c.excluded = exclusion(model, req, open_circuits, out_tokens, cost)
         return c
 
     def _predict(
@@ -368,33 +365,3 @@ class Router:
         if low.key is None or high.key is None:
             return None
         return (low.quality, priors[0]), (high.quality, priors[1])
-
-
-def _exclusion(
-    model: ModelSpec,
-    req: RoutingRequest,
-    open_circuits: Collection[str],
-    out_tokens: int,
-    cost: float,
-) -> str | None:
-    if req.tenant_allowed_models is not None and model.id not in req.tenant_allowed_models:
-        return "not allowed for this tenant"
-    if req.allowed_models is not None and model.id not in req.allowed_models:
-        return "not in routing.allowed_models"
-    if model.id in req.exclude_models:
-        return "in routing.exclude_models"
-    missing = req.needs - model.capabilities
-    if missing:
-        return f"lacks capability: {', '.join(sorted(missing))}"
-    if req.max_output_tokens is not None and req.max_output_tokens > model.max_output_tokens:
-        return f"max_tokens above its limit of {model.max_output_tokens}"
-    if req.prompt_tokens + out_tokens > model.context_window:
-        return (
-            f"context window {model.context_window} too small for ~{req.prompt_tokens} prompt "
-            f"+ {out_tokens} output tokens"
-        )
-    if req.max_cost_usd is not None and cost > req.max_cost_usd:
-        return f"estimated cost ${cost:.6f} above max_cost_usd ${req.max_cost_usd}"
-    if model.id in open_circuits:
-        return "circuit open"
-    return None
