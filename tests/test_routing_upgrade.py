@@ -93,7 +93,11 @@ def test_balanced_pays_for_an_upgrade_only_when_its_gain_clears_its_cost_with_co
     by_id = {c.model.id: c for c in unsure}
     assert by_id["big"].gain_stderr == 0.04 and by_id["small"].gain_stderr == 0.0
     assert by_id["big"].score == pytest.approx(0.80 - z * 0.04 - cost_term)
-    assert unsure[0].notes[0] == "best quality for its cost"
+    assert unsure[0].notes[:2] == [
+        "best quality for its cost",
+        "big is ahead only on its point estimate: its gain is not shown",
+    ]
+    assert len(sure[0].notes) == 2 and "ahead only" not in " ".join(sure[0].notes)
     assert any("standard errors" in note for note in by_id["big"].notes)
     assert by_id["big"].public(2)["gain_stderr"] == 0.04
 

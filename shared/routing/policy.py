@@ -108,6 +108,9 @@ def rank(
         c.score = c.predicted_quality - upgrade_z * c.gain_stderr - cost_weight * math.log10(ratio)
     ordered = sorted(pool, key=lambda c: (-c.score, c.estimated_cost_usd, c.model.id))
     ordered[0].notes.append("best quality for its cost")
+    ahead = max(pool, key=lambda c: (c.score + upgrade_z * c.gain_stderr, -c.estimated_cost_usd))
+    if ahead is not ordered[0]:
+        ordered[0].notes.append(f"{ahead.model.id} is ahead only on its point estimate: its gain is not shown")
     for c in ordered:
         if upgrade_z * c.gain_stderr > 0.0:
             c.notes.append(
