@@ -98,7 +98,10 @@ def rank(
         if within:
             within[0].notes.insert(0, word)
         return within + rest
-    # balanced
+    return _balanced(pool, cost_weight, upgrade_z, spread)
+
+
+def _balanced(pool: list[Candidate], cost_weight: float, upgrade_z: float, spread: Spread | None) -> list[Candidate]:
     base = min(pool, key=lambda c: (c.estimated_cost_usd, c.model.id))
     cheapest = max(base.estimated_cost_usd, 1e-12)
     for c in pool:
