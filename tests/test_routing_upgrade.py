@@ -42,7 +42,7 @@ def test_the_gain_stderr_is_the_paired_standard_error_of_the_shrunk_gain() -> No
         Neighbour("a", 0.9, {HIGH: 1.0, LOW: 0.0}),
         Neighbour("b", 0.8, {HIGH: 1.0, LOW: 1.0}),
         Neighbour("c", 0.5, {HIGH: 0.0, LOW: 1.0}),
-        Neighbour("d", 0.7, {HIGH: 1.0}),  # no economy outcome: not a pair, not counted
+        Neighbour("d", 0.7, {HIGH: 1.0, "tier:balanced": 1.0}),  # no economy outcome: not a pair
     ]
     w = np.array([0.9, 0.8, 0.5])
     g = np.array([1.0, 0.0, -1.0])
@@ -52,7 +52,8 @@ def test_the_gain_stderr_is_the_paired_standard_error_of_the_shrunk_gain() -> No
     se = gain_stderrs(nbs, LOW, params)
     assert se[HIGH] == pytest.approx(expected)
     assert se[LOW] == 0.0  # a key against itself has no spread
-    assert gain_stderrs(nbs, "tier:balanced", params) == {}  # a base key no neighbour carries
+    assert "tier:balanced" not in se  # never beside an economy outcome: nothing to measure
+    assert gain_stderrs(nbs, "some-model", params) == {}  # a base key no neighbour carries
     assert gain_stderrs([], LOW, params) == {}
 
 
@@ -63,9 +64,12 @@ def test_consistent_evidence_has_no_spread_and_more_evidence_less() -> None:
     mixed = [Neighbour(str(i), 0.8, {HIGH: float(i % 3 != 0), LOW: float(i % 2)}) for i in range(300)]
     few, many = (gain_stderrs(mixed[:n], LOW, params)[HIGH] for n in (30, 300))
     assert 0.0 < many < few
-    # the spread is read on the tier keys, whatever a model's own key is
-    spread = GainSpread(mixed[:30], params)
-    assert spread(("big", HIGH), ("small", LOW)) == pytest.approx(few)
+    # the spread is read on the most specific keys the neighbours carry in pairs: the models' own
+    # (examples labelled per model), else their tiers (the shipped examples)
+    assert GainSpread(mixed[:30], params)(("big", HIGH), ("small", LOW)) == pytest.approx(few)
+    by_model = [Neighbour(n.id, n.similarity, {"big": n.outcomes[HIGH], "small": n.outcomes[LOW]}) for n in mixed[:30]]
+    assert GainSpread(by_model, params)(("big", HIGH), ("small", LOW)) == pytest.approx(few)
+    assert GainSpread(by_model, params)(("other", HIGH), ("small", LOW)) == 0.0  # no pairs at all
 
 
 def test_balanced_pays_for_an_upgrade_only_when_its_gain_clears_its_cost_with_confidence() -> None:

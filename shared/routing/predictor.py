@@ -139,7 +139,7 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
 
         se = sqrt(var_w(g) * sum(w ** 2)) / (sum(w) + prior_strength),   g = y_key - y_base
 
-    0.0 for a key that no neighbour carries beside `base_key` (nothing to measure a spread on).
+    A key that no neighbour carries beside `base_key` is left out (no spread to measure).
     The balanced policy pays for an upgrade only when its gain clears its cost by this margin
     (policy.rank, docs/routing-quality.md "Paying for an upgrade")."""
     nbs = Neighbours.of(neighbours)
@@ -156,20 +156,23 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
     mean = (w * gain).sum(axis=0) / safe
     var = (w * (gain - mean) ** 2).sum(axis=0) / safe
     se = np.sqrt(var * (w * w).sum(axis=0)) / (total + params.prior_strength)
-    return dict(zip(nbs.keys, se.tolist(), strict=True))
+    return {k: v for k, v, t in zip(nbs.keys, se.tolist(), total.tolist(), strict=True) if t > 0.0}
 
 
 class GainSpread:
     """`spread(keys, base_keys)`: the standard error of a model's gain over a base model, for
-    policy.rank, from one decision's neighbours, on their tier outcomes (the most general label
-    key, which the shipped examples carry in pairs). Each base key's errors are computed once."""
+    policy.rank, from one decision's neighbours: on the most specific pair of their label keys
+    that neighbours carry together (examples labelled per model), else on their tiers (the
+    shipped examples); 0.0 where none does. Each base key's errors are computed once."""
 
     def __init__(self, neighbours: Sequence[Neighbour], params: PredictorParams) -> None:
         self.neighbours, self.params = neighbours, params
         self._by_base: dict[str, dict[str, float]] = {}
 
     def __call__(self, keys: Sequence[str], base_keys: Sequence[str]) -> float:
-        base = base_keys[-1]
-        if base not in self._by_base:
-            self._by_base[base] = gain_stderrs(self.neighbours, base, self.params)
-        return self._by_base[base].get(keys[-1], 0.0)
+        for key, base in zip(keys, base_keys, strict=False):
+            if base not in self._by_base:
+                self._by_base[base] = gain_stderrs(self.neighbours, base, self.params)
+            if key in self._by_base[base]:
+                return self._by_base[base][key]
+        return 0.0
