@@ -17,23 +17,13 @@ from shared.routing.policy import Candidate, rank
 from shared.routing.predictor import GainSpread, PredictorParams, gain_stderrs
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
+from tests.test_routing_learning import _spec
 
 HIGH, LOW = "tier:frontier", "tier:economy"
 
 
 def _model(id_: str, tier: str, price: float) -> ModelSpec:
-    return ModelSpec(
-        id=id_,
-        provider="openai",
-        upstream_model=id_,
-        base_url="http://127.0.0.1:1/v1",
-        tier=tier,  # type: ignore[arg-type]
-        context_window=100_000,
-        max_output_tokens=8192,
-        input_usd_per_mtok=price,
-        output_usd_per_mtok=4 * price,
-        latency_ms_p50=300,
-    )
+    return _spec(id_, tier, price, 4 * price)
 
 
 def test_the_gain_stderr_is_the_paired_standard_error_of_the_shrunk_gain() -> None:
