@@ -122,6 +122,23 @@ async def test_route_explains_the_decision(client: httpx.AsyncClient) -> None:
     assert d["decision_ms"] >= 0
 
 
+async def test_route_lists_the_nearest_neighbours_and_more_on_request(client: httpx.AsyncClient) -> None:
+    prompt = body("Prove that the square root of 2 is irrational.")
+    default = (await client.post("/api/v1/route", json=prompt)).json()
+    every = (await client.post("/api/v1/route?neighbours=10000", json=prompt)).json()
+    none = (await client.post("/api/v1/route?neighbours=0", json=prompt)).json()
+    total = every["neighbours_total"]
+    assert total > 10 and len(every["neighbours"]) == total == default["neighbours_total"]
+    assert default["neighbours"] == every["neighbours"][:10]  # the 10 most similar, in order
+    sims = [n["similarity"] for n in every["neighbours"]]
+    assert sims == sorted(sims, reverse=True)
+    assert none["neighbours"] == [] and none["model"] == default["model"]
+    for bad in ("-1", "many", "10001"):
+        r = await client.post(f"/api/v1/route?neighbours={bad}", json=prompt)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "neighbours"
+
+
 async def test_route_shows_excluded_candidates_with_reasons(client: httpx.AsyncClient) -> None:
     r = await client.post("/api/v1/route", json=body(routing={"exclude_models": ["big"]}))
     excluded = [c for c in r.json()["candidates"] if not c["eligible"]]

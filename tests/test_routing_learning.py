@@ -101,6 +101,11 @@ async def test_a_tenants_labels_are_not_crowded_out_by_shared_examples(encoder: 
     assert not own_ids & {n.id for n in acme.neighbours}  # they are not among the 20 shared slots
     body = acme.public()
     assert len(body["tenant_neighbours"]) == len(own_ids)  # type: ignore[arg-type]
+    # a short listing merges both searches, most similar first, each row with its own id
+    merged = sorted([*acme.neighbours, *acme.own_neighbours], key=lambda n: -n.similarity)
+    listed = acme.public(5)
+    assert [n["id"] for n in listed["neighbours"]] == [n.id for n in merged[:5]]  # type: ignore[attr-defined]
+    assert listed["neighbours_total"] == len(merged) and listed["tenant_neighbours_total"] == len(own_ids)
     assert acme.confidence > other.confidence  # the tenant's evidence adds to the confidence
 
 

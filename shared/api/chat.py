@@ -7,8 +7,13 @@ from starlette.responses import Response, StreamingResponse
 
 from ..chat.result import AnswerMeta, ChatResult
 from .endpoint import HttpCall
-from .http import json_response, parse_chat
+from .http import int_param, json_response, parse_chat
 from .sse import sse_stream
+
+# /api/v1/route lists this many of the decision's k neighbours unless `?neighbours=N` asks for
+# more: the nearest few show why; all 200 are 15 KB of JSON that the caller rarely reads.
+LISTED_NEIGHBOURS = 10
+MAX_LISTED_NEIGHBOURS = 10_000
 
 
 def router_headers(result: ChatResult) -> dict[str, str]:
@@ -41,7 +46,8 @@ async def completions(call: HttpCall) -> Response:
 
 
 async def route(call: HttpCall) -> Response:
+    listed = int_param(call.request, "neighbours", LISTED_NEIGHBOURS, 0, MAX_LISTED_NEIGHBOURS)
     req = await parse_chat(call)
     decision = await call.services.chat.decide(req, call.principal)
-    body = {"id": call.request_id, "object": "router.decision", **decision.public()}
+    body = {"id": call.request_id, "object": "router.decision", **decision.public(listed)}
     return json_response(body, 200, {"x-request-id": call.request_id, "x-router-model": decision.chosen.id})

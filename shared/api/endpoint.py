@@ -28,6 +28,25 @@ Handler = Callable[[HttpCall], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
+class QueryParam:
+    """A query parameter an endpoint reads, as the OpenAPI document states it."""
+
+    name: str
+    description: str
+    kind: str = "string"  # the JSON Schema type
+    minimum: int | None = None
+    maximum: int | None = None
+    default: int | str | None = None
+
+    def schema(self) -> dict[str, object]:
+        out: dict[str, object] = {"type": self.kind}
+        for key in ("minimum", "maximum", "default"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True)
 class Endpoint:
     name: str  # the route label in metrics and logs
     route: str  # as the Functions host reads it: no leading slash, `{id}` parameters
@@ -38,6 +57,7 @@ class Endpoint:
     tag: str = "router"
     body_model: type[BaseModel] | None = None  # the pydantic model the handler validates
     statuses: tuple[int, ...] = ()
+    query: tuple[QueryParam, ...] = ()
     text_response: bool = False
     # an Ops endpoint that a setting may open to anonymous callers (METRICS_PUBLIC)
     anonymous_when: Callable[[Services], bool] | None = None

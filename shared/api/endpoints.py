@@ -10,7 +10,7 @@ from ..auth.base import Role
 from ..composition.services import Services
 from ..schemas import ChatCompletionRequest
 from . import chat, examples, feedback, jobs, judge, ops, usage
-from .endpoint import Endpoint, HttpCall
+from .endpoint import Endpoint, HttpCall, QueryParam
 from .http import json_response
 from .openapi import build_document
 
@@ -44,6 +44,16 @@ ROUTE = Endpoint(
     chat.route,
     body_model=ChatCompletionRequest,
     statuses=(400, 404, 410, 413, 422),
+    query=(
+        QueryParam(
+            "neighbours",
+            "How many of the most similar labelled neighbours to list (the decision reads them all).",
+            "integer",
+            0,
+            chat.MAX_LISTED_NEIGHBOURS,
+            chat.LISTED_NEIGHBOURS,
+        ),
+    ),
 )
 MODELS = Endpoint(
     "models",
@@ -86,6 +96,14 @@ USAGE = Endpoint(
     Role.INVOKE,
     "Usage and cost (own tenant; PlatformAdmin: any tenant).",
     usage.usage,
+    statuses=(400,),
+    query=(
+        QueryParam("from", "Start, ISO 8601 (default: 30 days before `to`)."),
+        QueryParam("to", "End, ISO 8601 (default: now)."),
+        QueryParam("group_by", "model, day, tenant or purpose.", default="model"),
+        QueryParam("tenant", "Another tenant's usage (PlatformAdmin only)."),
+        QueryParam("purpose", "answer (default), shadow, judge, a comma list, or all."),
+    ),
 )
 FEEDBACK = Endpoint(
     "feedback",
@@ -117,7 +135,17 @@ JOBS_STATUS = Endpoint(
     statuses=(404,),
 )
 EXAMPLES_LIST = Endpoint(
-    "examples", "api/v1/examples", ("GET",), Role.ADMIN, "The labelled routing examples.", examples.list_examples
+    "examples",
+    "api/v1/examples",
+    ("GET",),
+    Role.ADMIN,
+    "The labelled routing examples.",
+    examples.list_examples,
+    statuses=(400,),
+    query=(
+        QueryParam("limit", "Page size.", "integer", 1, examples.MAX_PAGE, 100),
+        QueryParam("offset", "Rows to skip.", "integer", 0, None, 0),
+    ),
 )
 EXAMPLES_ADD = Endpoint(
     "examples",
@@ -137,6 +165,10 @@ JUDGE_AGREEMENT = Endpoint(
     "How often the shadow judge agrees with human feedback on the same requests (own tenant).",
     judge.agreement,
     statuses=(400, 503),
+    query=(
+        QueryParam("from", "Start, ISO 8601 (default: 30 days before `to`)."),
+        QueryParam("to", "End, ISO 8601 (default: now)."),
+    ),
 )
 
 ENDPOINTS: tuple[Endpoint, ...] = (

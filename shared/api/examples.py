@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import DependencyUnavailable, InvalidRequest
@@ -19,7 +18,7 @@ from ..examples.ownership import MAX_WEIGHT, check_all_outcome_keys, placement
 from ..examples.transfer import encode
 from ..index.base import IndexUnavailable
 from .endpoint import HttpCall
-from .http import json_response, read_json_object
+from .http import int_param, json_response, read_json_object
 
 MAX_PAGE = 500
 MAX_BATCH = 1000
@@ -74,23 +73,10 @@ def public(ex: LabelledExample) -> dict[str, Any]:
     }
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an integer.", param=name, code="invalid_parameter") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_parameter")
-    return value
-
-
 async def list_examples(call: HttpCall) -> Response:
     request, index, principal = call.request, call.services.index, call.principal
-    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
     try:
         # one extra row tells whether another page exists
         rows = await index.list(limit=limit + 1, offset=offset, tenant=principal.tenant)

@@ -115,6 +115,20 @@ async def authorize(services: Services, request: Request, endpoint: Endpoint) ->
     return principal
 
 
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or `default` when absent."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an integer.", param=name, code="invalid_parameter") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_parameter")
+    return value
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

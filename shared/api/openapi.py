@@ -88,9 +88,15 @@ ERROR_SCHEMA: dict[str, Any] = {
 def _operation(method: str, path: str, op: Endpoint, schema_store: dict[str, Any]) -> dict[str, Any]:
     name = re.sub(r"[^A-Za-z0-9]+", "_", f"{method} {path}").strip("_").lower()
     out: dict[str, Any] = {"operationId": name, "summary": op.summary, "tags": [op.tag]}
-    params = _PARAM.findall(path)
+    params: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _PARAM.findall(path)
+    ]
+    params += [
+        {"name": q.name, "in": "query", "required": False, "description": q.description, "schema": q.schema()}
+        for q in op.query
+    ]
     if params:
-        out["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        out["parameters"] = params
     if method in ("POST", "PUT", "PATCH"):
         out["requestBody"] = {"required": True, "content": {"application/json": {"schema": _body(op, schema_store)}}}
     ok_content = (

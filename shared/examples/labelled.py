@@ -125,6 +125,13 @@ class Neighbours(Sequence[Neighbour]):
             self._ids = np.asarray(self._id_source)[self._positions]
         return self._ids
 
+    def ids_at(self, rows: Sequence[int]) -> list[str]:
+        """The ids of these rows only."""
+        if self._ids is not None or self._positions is None:
+            ids = self.ids
+            return [str(ids[i]) for i in rows]
+        return [str(i) for i in np.asarray(self._id_source)[self._positions[rows]].tolist()]
+
     @property
     def outcomes(self) -> np.ndarray:
         if self._outcomes is None:

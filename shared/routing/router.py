@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -56,7 +58,9 @@ class Decision:
     def fallbacks(self) -> list[ModelSpec]:
         return [c.model for c in self.ranked[1:]]
 
-    def public(self) -> dict[str, object]:
+    def public(self, listed: int | None = None) -> dict[str, object]:
+        """The decision as /api/v1/route shows it; `listed` caps each neighbour list at its most
+        similar rows (None: all k of them)."""
         position = {id(c): n for n, c in enumerate(self.ranked, start=1)}
         rows = [c.public(position.get(id(c))) for c in self.ranked]
         rows += [c.public(None) for c in self.candidates if not c.eligible]
@@ -72,8 +76,10 @@ class Decision:
             "fallbacks": [m.id for m in self.fallbacks],
             "candidates": rows,
             # the shared and the tenant's own neighbours together, most similar first
-            "neighbours": _similarity_rows(nbs, own),
-            "tenant_neighbours": _similarity_rows(own),
+            "neighbours": _similarity_rows(nbs, own, limit=listed),
+            "tenant_neighbours": _similarity_rows(own, limit=listed),
+            "neighbours_total": len(nbs) + len(own),
+            "tenant_neighbours_total": len(own),
             "index": self.index_status,
             "confidence": round(self.confidence, 3),
             "low_confidence": self.low_confidence,
@@ -82,13 +88,28 @@ class Decision:
         }
 
 
-def _similarity_rows(*parts: Neighbours) -> list[dict[str, object]]:
-    """{"id", "similarity"} per neighbour, most similar first (ties: in the order given); built
-    from the arrays in one pass, since /api/v1/route lists every one of the k neighbours."""
-    ids = [i for part in parts for i in part.ids]
-    sims = np.concatenate([part.similarities for part in parts]) if parts else np.zeros(0)
-    rounded = np.round(sims, 4).tolist()
-    return [{"id": ids[n], "similarity": rounded[n]} for n in np.argsort(-sims, kind="stable").tolist()]
+def _similarity_rows(*parts: Neighbours, limit: int | None = None) -> list[dict[str, object]]:
+    """{"id", "similarity"} for the `limit` most similar neighbours of all parts (ties: in the
+    order given). Only the listed rows' ids are gathered, and the common case (one part) takes
+    the fewest numpy calls: each costs microseconds in a cache-cold serving process."""
+    parts = tuple(p for p in parts if len(p))
+    if not parts or limit == 0:
+        return []
+    sims = parts[0].similarities if len(parts) == 1 else np.concatenate([p.similarities for p in parts])
+    order = np.argsort(-sims, kind="stable")[:limit]
+    top: list[int] = order.tolist()
+    if len(parts) == 1:
+        ids = parts[0].ids_at(top)
+    else:
+        starts = list(itertools.accumulate((len(p) for p in parts), initial=0))
+        which = [bisect.bisect_right(starts, n) - 1 for n in top]
+        ids = [""] * len(top)
+        for i, part in enumerate(parts):
+            slots = [j for j, w in enumerate(which) if w == i]
+            for j, ident in zip(slots, part.ids_at([top[j] - starts[i] for j in slots]), strict=True):
+                ids[j] = ident
+    rounded = np.round(sims[order], 4).tolist()
+    return [{"id": ident, "similarity": s} for ident, s in zip(ids, rounded, strict=True)]
 
 
 class NeighbourSearch(Protocol):
