@@ -16,6 +16,7 @@ Pure functions; no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -149,16 +150,24 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
     if j is None or not len(nbs):
         return {}
     n = len(nbs.keys)
-    ev = nbs.evidence
-    # one pass over the k x keys matrix for every key at once (a decision has a handful of keys)
-    w = nbs.mass_weights(params.similarity_power)[:, None] * ev[:, :n] * ev[:, j : j + 1]
-    gain = ev[:, n:] - ev[:, n + j : n + j + 1]
-    total = w.sum(axis=0)
-    safe = np.where(total > 0.0, total, 1.0)
-    mean = (w * gain).sum(axis=0) / safe
-    var = (w * (gain - mean) ** 2).sum(axis=0) / safe
-    se = np.sqrt(var * (w * w).sum(axis=0)) / (total + params.prior_strength)
-    return {k: v for k, v, t in zip(nbs.keys, se.tolist(), total.tolist(), strict=True) if t > 0.0}
+    ev = nbs.evidence  # k x 2n: presence of each key's outcome, then the outcome (0 where absent)
+    # The weighted moments of g = y_key - y_base expand into sums over rows carrying the base
+    # outcome: one (4 x k) @ (k x 2n) product and one k-vector product give them for every key,
+    # and the few per-key results are scalar arithmetic (numpy's per-call cost dominates here).
+    w_base = nbs.mass_weights(params.similarity_power) * ev[:, j]
+    wy = w_base * ev[:, n + j]
+    sums = (np.stack((w_base, wy, wy * ev[:, n + j], w_base * w_base)) @ ev).tolist()
+    squares = (w_base @ np.square(ev[:, n:])).tolist()
+    out: dict[str, float] = {}
+    for i, key in enumerate(nbs.keys):
+        total = sums[0][i]  # sum(w) over rows carrying both outcomes
+        if total <= 0.0:
+            continue
+        mean = (sums[0][n + i] - sums[1][i]) / total
+        mean_square = (squares[i] - 2.0 * sums[1][n + i] + sums[2][i]) / total
+        var = max(mean_square - mean * mean, 0.0)
+        out[key] = math.sqrt(var * sums[3][i]) / (total + params.prior_strength)
+    return out
 
 
 class GainSpread:
