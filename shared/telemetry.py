@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 import warnings
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -92,6 +93,7 @@ def configure_tracing(settings: Settings) -> str:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     configure_azure_monitor(connection_string=conn.get_secret_value(), logger_name="shared")
+    tracing_changed()
     return "azure-monitor"
 
 
@@ -99,12 +101,36 @@ def tracer() -> Any:
     return trace.get_tracer(TRACER_NAME)
 
 
+# Whether a tracer provider is installed, and when that was last asked (time.monotonic()).
+# While none is, OpenTelemetry's get_tracer_provider() reads os.environ on every call: ~3% of a
+# request's CPU at six calls a request. A provider cannot be uninstalled, so "on" is kept for
+# good; "off" is asked again after TRACING_RECHECK_S (a provider installed later, by the
+# Functions worker or a test, is seen within that time, or at once after tracing_changed()).
+TRACING_RECHECK_S = 1.0
+_tracing_on = False
+_tracing_checked = -TRACING_RECHECK_S
+
+
 def tracing_enabled() -> bool:
     """True once a tracer provider is installed (Azure Monitor, the Functions worker, a test).
 
     Without one the OpenTelemetry API hands out no-op spans, but building them still costs ~10 µs
     each, six times a request; the hot path skips them entirely instead."""
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    global _tracing_on, _tracing_checked
+    if _tracing_on:
+        return True
+    now = time.monotonic()
+    if now - _tracing_checked < TRACING_RECHECK_S:
+        return False
+    _tracing_checked = now
+    _tracing_on = not isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
+    return _tracing_on
+
+
+def tracing_changed() -> None:
+    """Ask again at the next tracing_enabled() (a tracer provider was just installed)."""
+    global _tracing_checked
+    _tracing_checked = -TRACING_RECHECK_S
 
 
 def span(name: str, **kwargs: Any) -> Any:

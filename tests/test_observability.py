@@ -33,7 +33,7 @@ from shared.config import Settings
 from shared.jobs.service import JobService
 from shared.queue.local import LocalBus
 from shared.store.job_store import MemoryJobStore
-from shared.telemetry import JsonFormatter, configure_tracing
+from shared.telemetry import JsonFormatter, configure_tracing, tracing_changed
 from tests.conftest import ROOT, ContextFactory
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import ServerThread
@@ -51,6 +51,7 @@ def spans_exporter() -> InMemorySpanExporter:
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
+    tracing_changed()  # the router re-checks for a provider once a second; now, at once
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     return _EXPORTER
 
