@@ -154,9 +154,13 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
     # The weighted moments of g = y_key - y_base expand into sums over rows carrying the base
     # outcome: one (4 x k) @ (k x 2n) product and one k-vector product give them for every key,
     # and the few per-key results are scalar arithmetic (numpy's per-call cost dominates here).
-    w_base = nbs.mass_weights(params.similarity_power) * ev[:, j]
-    wy = w_base * ev[:, n + j]
-    sums = (np.stack((w_base, wy, wy * ev[:, n + j], w_base * w_base)) @ ev).tolist()
+    y_base = ev[:, n + j]
+    v = np.empty((4, len(nbs)))  # filled in place: np.stack of four temporaries costs half again
+    w_base = np.multiply(nbs.mass_weights(params.similarity_power), ev[:, j], out=v[0])
+    np.multiply(w_base, y_base, out=v[1])
+    np.multiply(v[1], y_base, out=v[2])
+    np.multiply(w_base, w_base, out=v[3])
+    sums = (v @ ev).tolist()
     squares = (w_base @ np.square(ev[:, n:])).tolist()
     out: dict[str, float] = {}
     for i, key in enumerate(nbs.keys):
