@@ -121,6 +121,8 @@ async def authorize(services: Services, request: Request, endpoint: Endpoint) ->
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within [low, high], or `default` when absent."""
+    if not request.scope.get("query_string"):
+        return default
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default

@@ -125,7 +125,7 @@ class Neighbours(Sequence[Neighbour]):
             self._ids = np.asarray(self._id_source)[self._positions]
         return self._ids
 
-    def ids_at(self, rows: Sequence[int]) -> list[str]:
+    def ids_at(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         """The ids of these rows only."""
         if self._ids is not None or self._positions is None:
             ids = self.ids

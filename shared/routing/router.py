@@ -96,11 +96,11 @@ def _similarity_rows(*parts: Neighbours, limit: int | None = None) -> list[dict[
     if not parts or limit == 0:
         return []
     sims = parts[0].similarities if len(parts) == 1 else np.concatenate([p.similarities for p in parts])
-    order = np.argsort(-sims, kind="stable")[:limit]
-    top: list[int] = order.tolist()
+    order = (-sims).argsort(kind="stable")[:limit]  # methods, not np.argsort/np.round: no wrappers
     if len(parts) == 1:
-        ids = parts[0].ids_at(top)
+        ids = parts[0].ids_at(order)
     else:
+        top: list[int] = order.tolist()
         starts = list(itertools.accumulate((len(p) for p in parts), initial=0))
         which = [bisect.bisect_right(starts, n) - 1 for n in top]
         ids = [""] * len(top)
@@ -108,7 +108,7 @@ def _similarity_rows(*parts: Neighbours, limit: int | None = None) -> list[dict[
             slots = [j for j, w in enumerate(which) if w == i]
             for j, ident in zip(slots, part.ids_at([top[j] - starts[i] for j in slots]), strict=True):
                 ids[j] = ident
-    rounded = np.round(sims[order], 4).tolist()
+    rounded = sims[order].round(4).tolist()
     return [{"id": ident, "similarity": s} for ident, s in zip(ids, rounded, strict=True)]
 
 
