@@ -110,6 +110,14 @@ def test_document_covers_every_http_route(host: str) -> None:
     assert doc["components"]["securitySchemes"]["bearer"]["bearerFormat"] == "JWT"
     assert {"401", "403", "429"} <= set(chat["responses"])
     assert doc["paths"]["/health/live"]["get"]["security"] == []
+    # the query parameters each endpoint reads are stated in its entry of the endpoint table
+    route = {p["name"]: p for p in doc["paths"]["/api/v1/route"]["post"]["parameters"]}
+    assert route["neighbours"]["in"] == "query"
+    assert route["neighbours"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 10_000, "default": 10}
+    usage = {p["name"] for p in doc["paths"]["/api/v1/usage"]["get"]["parameters"]}
+    assert usage == {"from", "to", "group_by", "tenant", "purpose"}
+    examples = {p["name"] for p in doc["paths"]["/api/v1/examples"]["get"]["parameters"]}
+    assert examples == {"limit", "offset"}
 
 
 @pytest.mark.parametrize("token_kind", ["all_roles", "none"])

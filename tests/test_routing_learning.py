@@ -105,6 +105,9 @@ async def test_a_tenants_labels_are_not_crowded_out_by_shared_examples(encoder: 
     merged = sorted([*acme.neighbours, *acme.own_neighbours], key=lambda n: -n.similarity)
     listed = acme.public(5)
     assert [n["id"] for n in listed["neighbours"]] == [n.id for n in merged[:5]]  # type: ignore[attr-defined]
+    every = acme.public()["neighbours"]
+    assert [n["id"] for n in every] == [n.id for n in merged]  # type: ignore[attr-defined]
+    assert {n["id"] for n in every[: len(own_ids) + 5]} & own_ids  # the two searches interleave
     assert listed["neighbours_total"] == len(merged) and listed["tenant_neighbours_total"] == len(own_ids)
     assert acme.confidence > other.confidence  # the tenant's evidence adds to the confidence
 
