@@ -123,6 +123,16 @@ class QuotaExceeded(RouterError):
         self.retry_after_s = retry_after_s
 
 
+class ClientClosedRequest(RouterError):
+    """The caller went away before its streamed answer ended. Never sent (nobody is there to read
+    it): the request log records it, with nginx's status for the case, so that an abandoned
+    stream is not counted as a complete answer."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
+
+
 # --- upstream failures -----------------------------------------------------------------------
 
 

@@ -4,8 +4,7 @@ operation and token kind."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,21 +13,17 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 import function_app
-from devtools.localhost import build_app
 from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.auth.service_tokens import ServiceTokens
 from shared.catalog import Catalog
-from shared.composition.assemble import Parts, assemble
-from shared.composition.process import set_services
+from shared.composition.assemble import Parts
 from shared.config import Settings
-from shared.queue.local import LocalBus
 from tests.conftest import local_models
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.served_host import served_host
 from tests.fakes.server import ServerThread
 
 MAX_EXAMPLES = 30
@@ -56,30 +51,15 @@ def host(
         upstream_read_timeout_s=2.0,
         stream_idle_timeout_s=2.0,
     )
-    inner = build_app(function_app.app, bus=LocalBus(), timers=False)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        ctx = await assemble(
-            s,
-            Parts(
-                catalog=Catalog(local_models(upstream), {}),
-                encoder=encoder,
-                index=index,
-                priors=priors,
-                authenticator=BearerAuthenticator(service_tokens),
-            ),
-        )
-        set_services(ctx)
-        try:
-            yield
-        finally:
-            set_services(None)
-            await ctx.close(close_index=False)  # the session index is shared: do not close it
-
-    app = Starlette(routes=[Mount("/", app=inner)], lifespan=lifespan)
-    with ServerThread(app) as server:
-        yield server.url
+    parts = Parts(
+        catalog=Catalog(local_models(upstream), {}),
+        encoder=encoder,
+        index=index,
+        priors=priors,
+        authenticator=BearerAuthenticator(service_tokens),
+    )
+    with served_host(s, parts) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="module")

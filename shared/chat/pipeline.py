@@ -3,6 +3,7 @@ after-answer hooks. HTTP and Service Bus share it; it returns a plain ChatResult
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from ..auth.base import Principal
 from ..catalog import ModelSpec
 from ..config import Settings
-from ..errors import RouterError, UpstreamUnavailable
+from ..errors import ClientClosedRequest, RouterError, UpstreamUnavailable
 from ..providers.base import Chunk, Completion, Timeouts
 from ..resilience import Deadline
 from ..routing.router import Decision
@@ -133,6 +134,9 @@ class ChatService:
             try:
                 async for chunk in relay(first, rest, tally, c.req.wants_usage_in_stream):
                     yield chunk
+            except (GeneratorExit, asyncio.CancelledError):  # the caller went away mid-stream
+                tally.abandoned = True
+                raise
             finally:
                 await self._account_stream(c, attempt, tally, overhead)
             if tally.completed and tally.error is None:
@@ -147,7 +151,10 @@ class ChatService:
         usage = Usage.of(tally.usage, c.req, "".join(tally.text))
         total_ms = (time.perf_counter() - c.t0) * 1000
         finish = [tally.finish_reason] if tally.finish_reason else []
-        answered = Answered(attempt.model, attempt, usage, total_ms, overhead, finish, error=tally.error)
+        error: RouterError | None = tally.error
+        if error is None and tally.abandoned:
+            error = ClientClosedRequest("The caller closed the connection before the stream ended.")
+        answered = Answered(attempt.model, attempt, usage, total_ms, overhead, finish, error=error)
         await self.ledger.account(c.row, answered, c.admission)
 
     async def _call_models(self, c: _Call, call: Any) -> tuple[Any, Attempt]:

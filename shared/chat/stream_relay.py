@@ -21,6 +21,7 @@ class StreamTally:
     meta: dict[str, Any] = field(default_factory=dict)
     tool_calls: bool = False
     completed: bool = False
+    abandoned: bool = False  # the caller went away before the end
     error: UpstreamError | None = None
 
     def as_completion(self) -> Completion:

@@ -4,7 +4,8 @@ Answers deterministically and counts tokens as whitespace-separated words, so te
 usage and cost exactly. Behaviour is scripted per model name through `FakeOpenAI.script`:
 a list of actions consumed one per request ("ok", "429", "500", "hang", "break_before",
 "break_after", "no_usage", "content_filter", "context", "huge_usage": usage beyond PostgreSQL's
-integer column). What a model says can be scripted too: `FakeOpenAI.responders[model]` is called
+integer column, "slow": a stream with `slow_s` between its chunks; `streams_ended_early` counts the
+streams whose reader went away before the last chunk). What a model says can be scripted too: `FakeOpenAI.responders[model]` is called
 with each request body and returns the answer text, or None for the default echo (so one upstream
 model can play an answering model and a judge). Requests are recorded.
 
@@ -53,6 +54,8 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.hang_s = hang_s
+        self.slow_s = 0.2
+        self.streams_ended_early = 0
         self._ids = itertools.count(1)
         self.app = Starlette(
             routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]), Route("/v1/models", self.models)]
@@ -139,7 +142,21 @@ class FakeOpenAI:
             + b"\n\n"
         )
         words = answer.split(" ")
+        done = False
+        try:
+            async for chunk in self._words(base, words, action):
+                yield chunk
+            done = True
+        finally:
+            if not done:
+                self.streams_ended_early += 1
+        async for chunk in self._tail(base, pt, ct, action, body):
+            yield chunk
+
+    async def _words(self, base: dict[str, Any], words: list[str], action: str) -> AsyncIterator[bytes]:
         for i, word in enumerate(words):
+            if action == "slow" and i > 0:
+                await asyncio.sleep(self.slow_s)
             if action == "break_after" and i == 2:
                 raise RuntimeError("fake upstream breaks the stream")
             piece = word if i == 0 else " " + word
@@ -148,6 +165,10 @@ class FakeOpenAI:
                 + orjson.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
                 + b"\n\n"
             )
+
+    async def _tail(
+        self, base: dict[str, Any], pt: int, ct: int, action: str, body: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
         yield (
             b"data: "
             + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
