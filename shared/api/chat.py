@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ..chat.result import AnswerMeta, ChatResult
 from .endpoint import HttpCall
 from .http import int_param, json_response, parse_chat
-from .sse import sse_stream
+from .sse import SseResponse
 
 # /api/v1/route lists this many of the decision's k neighbours unless `?neighbours=N` asks for
 # more: the nearest few show why; all 200 are 15 KB of JSON that the caller rarely reads.
@@ -41,7 +41,7 @@ async def completions(call: HttpCall) -> Response:
     headers = router_headers(result)
     if result.chunks is not None:
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(sse_stream(result.chunks), media_type="text/event-stream", headers=headers)
+        return SseResponse(result.chunks, headers)
     return json_response(result.completion, 200, headers)
 
 
