@@ -23,7 +23,6 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -35,7 +34,6 @@ from shared.auth.service_tokens import ServiceTokens
 from shared.catalog import Catalog
 from shared.composition.assemble import Parts, assemble
 from shared.composition.process import set_services
-from shared.config import Settings
 from shared.index.local import LocalIndex
 from shared.jobs.service import JobService
 from shared.queue.local import LocalBus
@@ -46,6 +44,7 @@ from shared.store.request_log import PostgresRequestLog
 from shared.store.usage import UsageStore
 from tests.conftest import local_models
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.served_host import host_settings
 from tests.fakes.server import ServerThread
 
 MAX_EXAMPLES = 30
@@ -154,12 +153,9 @@ def host(
     the server's own event loop (the psycopg pool belongs to one loop)."""
     upstream = fake_openai_server[1].url + "/v1"
     encoder, _, priors = starter_index
-    s = Settings(
-        environment="test",
-        auth_enabled=True,
-        jwt_secret=SecretStr(jwt_secret),
-        database_enabled=False,
-        embedded_data_dir=tmp_path_factory.mktemp("fuzz-hostile"),
+    s = host_settings(
+        tmp_path_factory.mktemp("fuzz-hostile"),
+        jwt_secret,
         request_deadline_s=5.0,
         upstream_read_timeout_s=2.0,
         quota_requests_per_minute=100_000,

@@ -11,19 +11,13 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 
 import function_app
-from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.base import Role
 from shared.auth.service_tokens import ServiceTokens
-from shared.catalog import Catalog
-from shared.composition.assemble import Parts
-from shared.config import Settings
-from tests.conftest import local_models
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.served_host import served_host
+from tests.fakes.served_host import host_parts, host_settings, served_host
 from tests.fakes.server import ServerThread
 
 MAX_EXAMPLES = 30
@@ -39,25 +33,14 @@ def host(
     service_tokens: ServiceTokens,
 ) -> Iterator[str]:
     """The local host serving function_app.app with a test context built in the server's own loop."""
-    upstream = fake_openai_server[1].url + "/v1"
-    encoder, index, priors = starter_index
-    s = Settings(
-        environment="test",
-        auth_enabled=True,
-        jwt_secret=SecretStr(jwt_secret),
-        database_enabled=False,
-        embedded_data_dir=tmp_path_factory.mktemp("fuzz-data"),
+    s = host_settings(
+        tmp_path_factory.mktemp("fuzz-data"),
+        jwt_secret,
         request_deadline_s=5.0,
         upstream_read_timeout_s=2.0,
         stream_idle_timeout_s=2.0,
     )
-    parts = Parts(
-        catalog=Catalog(local_models(upstream), {}),
-        encoder=encoder,
-        index=index,
-        priors=priors,
-        authenticator=BearerAuthenticator(service_tokens),
-    )
+    parts = host_parts(fake_openai_server[1].url, starter_index, service_tokens)
     with served_host(s, parts) as served:
         yield served.url
 

@@ -11,17 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
-from pydantic import SecretStr
 
-from shared.auth.authenticator import BearerAuthenticator
 from shared.auth.service_tokens import ServiceTokens
-from shared.catalog import Catalog
-from shared.composition.assemble import Parts
-from shared.config import Settings
 from shared.store.base import MemoryRequestLog
-from tests.conftest import local_models
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.served_host import ServedHost, served_host
+from tests.fakes.served_host import ServedHost, host_parts, host_settings, served_host
 from tests.fakes.server import ServerThread
 
 PROMPT = "Tell me a long story about seven brave owls in the winter forest"
@@ -35,22 +29,8 @@ def host(
     jwt_secret: str,
     service_tokens: ServiceTokens,
 ) -> Iterator[ServedHost]:
-    encoder, index, priors = starter_index
-    s = Settings(
-        environment="test",
-        auth_enabled=True,
-        jwt_secret=SecretStr(jwt_secret),
-        database_enabled=False,
-        embedded_data_dir=tmp_path_factory.mktemp("disconnect-data"),
-        stream_idle_timeout_s=5.0,
-    )
-    parts = Parts(
-        catalog=Catalog(local_models(fake_openai_server[1].url + "/v1"), {}),
-        encoder=encoder,
-        index=index,
-        priors=priors,
-        authenticator=BearerAuthenticator(service_tokens),
-    )
+    s = host_settings(tmp_path_factory.mktemp("disconnect-data"), jwt_secret, stream_idle_timeout_s=5.0)
+    parts = host_parts(fake_openai_server[1].url, starter_index, service_tokens)
     with served_host(s, parts) as served:
         yield served
 

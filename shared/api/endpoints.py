@@ -25,6 +25,12 @@ async def _openapi(call: HttpCall) -> Response:
     return json_response(build_document(ENDPOINTS), 200, {"cache-control": "public, max-age=300"})
 
 
+# the reporting endpoints' window (usage, judge agreement)
+TIME_RANGE = (
+    QueryParam("from", "Start, ISO 8601 (default: 30 days before `to`)."),
+    QueryParam("to", "End, ISO 8601 (default: now)."),
+)
+
 CHAT = Endpoint(
     "chat",
     "api/v1/chat/completions",
@@ -98,8 +104,7 @@ USAGE = Endpoint(
     usage.usage,
     statuses=(400,),
     query=(
-        QueryParam("from", "Start, ISO 8601 (default: 30 days before `to`)."),
-        QueryParam("to", "End, ISO 8601 (default: now)."),
+        *TIME_RANGE,
         QueryParam("group_by", "model, day, tenant or purpose.", default="model"),
         QueryParam("tenant", "Another tenant's usage (PlatformAdmin only)."),
         QueryParam("purpose", "answer (default), shadow, judge, a comma list, or all."),
@@ -165,10 +170,7 @@ JUDGE_AGREEMENT = Endpoint(
     "How often the shadow judge agrees with human feedback on the same requests (own tenant).",
     judge.agreement,
     statuses=(400, 503),
-    query=(
-        QueryParam("from", "Start, ISO 8601 (default: 30 days before `to`)."),
-        QueryParam("to", "End, ISO 8601 (default: now)."),
-    ),
+    query=TIME_RANGE,
 )
 
 ENDPOINTS: tuple[Endpoint, ...] = (
