@@ -7,6 +7,7 @@ strong-call share is swept from 0 to 100%.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from .encoders.base import Encoder
-from .examples.labelled import LabelledExample, read_labelled_csv
+from .examples.labelled import LabelledExample, LabelledFileError, outcome_scale, read_labelled_csv
 from .index.local import LocalIndex
 from .routing.difficulty import DifficultyModel
 from .routing.predictor import PredictorParams, estimate, outcome_priors
+
+log = logging.getLogger(__name__)
 
 STEPS = 101
 
@@ -31,18 +34,29 @@ class Dataset:
     weak: np.ndarray
 
 
+def read_scored(path: Path, columns: Sequence[str], rename: dict[str, str] | None = None) -> list[LabelledExample]:
+    """A labelled file to measure with. Its outcomes may be scores on a scale of their own (a
+    judge's 1..10, say): they are mapped linearly onto 0..1 by the file's lowest and highest
+    score. apgr, cpt50 and cpt80 do not change under a linear map; weak_acc, strong_acc and
+    strong_calls_at_95 (95% of the strong model's score) are read on the mapped scale."""
+    scale = outcome_scale(path, columns)
+    if scale is not None:
+        log.warning("%s: outcomes span %g..%g, not 0..1; mapped linearly onto 0..1", path, *scale)
+    return list(read_labelled_csv(path, model_columns=columns, rename=rename, score_range=scale))
+
+
 def load_dataset(paths: Sequence[Path], strong: str, weak: str) -> Dataset:
     texts: list[str] = []
     s: list[float] = []
     w: list[float] = []
     for path in sorted(paths, key=str):
-        for ex in read_labelled_csv(Path(path), model_columns=[strong, weak]):
+        for ex in read_scored(Path(path), [strong, weak]):
             if strong in ex.outcomes and weak in ex.outcomes:
                 texts.append(ex.content)
                 s.append(ex.outcomes[strong])
                 w.append(ex.outcomes[weak])
     if not texts:
-        raise ValueError("no rows with both the strong and the weak outcome")
+        raise LabelledFileError("no rows with both the strong and the weak outcome")
     return Dataset(texts, np.asarray(s, dtype=np.float64), np.asarray(w, dtype=np.float64))
 
 

@@ -28,7 +28,7 @@ from .cache.memory import MemoryCache
 from .catalog import Catalog, ModelSpec
 from .config import Settings
 from .encoders.base import Encoder
-from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, split
+from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, read_scored, split
 from .examples.feedback_loop import FeedbackExamples
 from .examples.labelled import LabelledExample, read_labelled_csv
 from .examples.prompt_store import PromptStore
@@ -81,7 +81,7 @@ def load_train(
 
 def _tier_examples(path: Path, strong: str, weak: str) -> list[LabelledExample]:
     try:
-        rows = list(read_labelled_csv(path, model_columns=[strong, weak], rename={strong: FRONTIER, weak: ECONOMY}))
+        rows = read_scored(path, [strong, weak], rename={strong: FRONTIER, weak: ECONOMY})
     except ValueError:  # no such columns: a file in the starter format, labelled by tier already
         rows = list(read_labelled_csv(path))
     return [ex for ex in rows if FRONTIER in ex.outcomes and ECONOMY in ex.outcomes]

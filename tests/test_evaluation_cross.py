@@ -9,22 +9,26 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.examples.labelled import read_labelled_csv
+from shared.examples.labelled import outcome_scale, read_labelled_csv
 from tests.conftest import MMLU_DIR, ROOT
 
 STRONG, WEAK = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
 KEYS = ("test", "apgr", "cpt50", "cpt80", "strong_calls_at_95", "weak_acc", "strong_acc", "n_train", "n_test")
 
 
-def _evaluate(*args: str) -> list[dict[str, object]]:
-    out = subprocess.run(
+def _run_evaluate(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "shared.cli", "evaluate", *args, "--strong", STRONG, "--weak", WEAK, "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
         timeout=600,
     )
+
+
+def _evaluate(*args: str) -> list[dict[str, object]]:
+    out = _run_evaluate(*args)
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -90,3 +94,74 @@ def test_the_shipped_starter_set_trains_the_router(tmp_path: Path) -> None:
     starter = ROOT / "shared" / "data" / "starter_examples.csv.gz"
     assert line["n_train"] == len(list(read_labelled_csv(starter)))
     assert line["n_test"] == 60 and all(key in line for key in KEYS)
+
+
+def _write_scores(path: Path, rows: list[dict[str, str]], scale: float, offset: float) -> None:
+    """The rows' outcomes as graded scores (the weak column halfway between its boolean and 0.5 on
+    odd rows), written as offset + scale * score."""
+    with path.open("w", encoding="utf-8", newline="") as dst:
+        w = csv.DictWriter(dst, fieldnames=["prompt", STRONG, WEAK])
+        w.writeheader()
+        for i, row in enumerate(rows):
+            strong = 1.0 if row[STRONG] == "True" else 0.0
+            weak = 1.0 if row[WEAK] == "True" else 0.0
+            weak = (weak + 0.5) / 2 if i % 2 else weak
+            w.writerow({"prompt": row["prompt"], STRONG: offset + scale * strong, WEAK: offset + scale * weak})
+
+
+def test_judge_scores_on_their_own_scale_measure_as_the_same_scores_in_0_to_1(tmp_path: Path) -> None:
+    # a judge's 1..10 scores (MT-Bench style) in a test file and a training file: mapped linearly
+    # onto 0..1 by the file's lowest and highest score, with a notice; every measure matches
+    with (MMLU_DIR / "mmlu_virology.csv").open(encoding="utf-8", newline="") as src:
+        rows = list(csv.DictReader(src))
+    with (MMLU_DIR / "mmlu_marketing.csv").open(encoding="utf-8", newline="") as src:
+        train_rows = list(csv.DictReader(src))
+    unit, judge = tmp_path / "unit.csv", tmp_path / "judge.csv"
+    _write_scores(unit, rows, 1.0, 0.0)
+    _write_scores(judge, rows, 9.0, 1.0)
+    unit_train, judge_train = tmp_path / "unit_train.csv", tmp_path / "judge_train.csv"
+    _write_scores(unit_train, train_rows, 1.0, 0.0)
+    _write_scores(judge_train, train_rows, 9.0, 1.0)
+    learn = ("--learn", "0", "20", "--seed", "1", "--judge-noise", "0.2")
+    on_unit = _evaluate("--train", str(unit_train), "--test", str(unit), *learn)
+    on_judge = _evaluate("--train", str(judge_train), "--test", str(judge), *learn)
+    assert [line["learned"] for line in on_judge] == [0, 20]
+    strip = [{k: v for k, v in line.items() if k != "test"} for line in _untimed(on_judge)]
+    assert strip == [{k: v for k, v in line.items() if k != "test"} for line in _untimed(on_unit)]
+    assert on_judge[0]["apgr"] != on_judge[1]["apgr"]  # the learned (mapped) labels were used
+    out = _run_evaluate("--train", str(judge_train), "--test", str(judge))
+    assert "outcomes span 1..10, not 0..1; mapped linearly onto 0..1" in out.stderr
+
+
+def test_a_file_the_user_names_wrongly_gets_a_one_line_error(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.csv"
+    flat.write_text(f"prompt,{STRONG},{WEAK}\nhello,7,7\nbye,7,7\n", encoding="utf-8")
+    unnamed = tmp_path / "question.csv"
+    unnamed.write_text(f"question,{STRONG},{WEAK}\nhello,1,0\n", encoding="utf-8")
+    train = str(MMLU_DIR / "mmlu_marketing.csv")
+    for path, message in (
+        (flat, "every score is 7, outside 0..1, and there is no scale to map onto it"),
+        (unnamed, "no 'prompt' column; the columns are ['question',"),
+    ):
+        out = _run_evaluate("--train", train, "--test", str(path), check=False)
+        assert out.returncode == 2 and out.stdout == ""
+        assert out.stderr.startswith("error: ") and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_scores_outside_0_to_1_are_still_refused_where_examples_are_stored(tmp_path: Path) -> None:
+    # only measuring maps a scale: an examples file for the index must hold booleans or 0..1
+    path = tmp_path / "examples.csv"
+    path.write_text(f"prompt,{STRONG}\nWhat is 2+2?,7\n", encoding="utf-8")
+    try:
+        list(read_labelled_csv(path))
+    except ValueError as exc:
+        assert "line 2" in str(exc) and "outside 0..1" in str(exc)
+    else:
+        raise AssertionError("a score of 7 was accepted as an outcome")
+    # a scale stated (or measured from a file with more than one score) maps it onto 0..1
+    assert [ex.outcomes for ex in read_labelled_csv(path, score_range=(1.0, 10.0))] == [{STRONG: 6.0 / 9.0}]
+    path.write_text(f"prompt,{STRONG}\nWhat is 2+2?,7\nWhat is 3+3?,2.5\nhi,1\nhello,True\n", encoding="utf-8")
+    assert outcome_scale(path, [STRONG]) == (1.0, 7.0)  # "1" is a score here; True is no number
+    mapped = [ex.outcomes[STRONG] for ex in read_labelled_csv(path, score_range=(1.0, 7.0))]
+    assert mapped == [1.0, 0.25, 0.0, 1.0]  # on a 1..7 scale "1" is the lowest score, True the best
+    assert outcome_scale(path, ["missing"]) is None  # reading the file names the missing column

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings, get_settings
+from ..examples.labelled import LabelledFileError
 from .evaluation_commands import cmd_calibrate, cmd_encoder_fit, cmd_evaluate
 from .operation_commands import (
     cmd_backup_check,
@@ -114,4 +116,9 @@ def _add_operation_commands(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args, get_settings())
+    try:
+        return COMMANDS[args.command](args, get_settings())
+    except (LabelledFileError, FileNotFoundError) as exc:
+        # a file the user named: say what is wrong with it, not where in our code it was noticed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ TENANT_EXAMPLE_NAMESPACE = uuid.UUID("b3e0f7d4-2c6a-4f51-8e9b-71d2a4c05f38")
 
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
 FALSE_STRINGS = {"false", "0", "no", "n", "f"}
+
+
+class LabelledFileError(ValueError):
+    """A labelled file that cannot be read as one: a missing column, an unreadable or out-of-range
+    outcome (the message names the line and column). The CLI reports it without a traceback."""
 
 
 def example_id(source: str, content: str, tenant: str | None = None) -> str:
@@ -208,18 +214,51 @@ def evidence_matrix(outcomes: np.ndarray) -> np.ndarray:
     return np.hstack([present, np.where(present, outcomes, 0.0)]).astype(np.float64)
 
 
-def parse_outcome(raw: str) -> float | None:
+def parse_outcome(raw: str, score_range: tuple[float, float] | None = None) -> float | None:
+    """A boolean or a score in 0..1; with `score_range` (lo, hi), a score on that scale (a
+    judge's 1..10, say), mapped linearly onto 0..1."""
     value = raw.strip().lower()
     if value == "":
         return None
-    if value in TRUE_STRINGS:
-        return 1.0
-    if value in FALSE_STRINGS:
-        return 0.0
-    score = float(value)
-    if not 0.0 <= score <= 1.0:
-        raise ValueError(f"outcome {raw!r} is outside 0..1")
-    return score
+    try:
+        score = float(value)  # first: on a 1..10 scale "1" is the lowest score, not True
+    except ValueError:
+        if value in TRUE_STRINGS:
+            return 1.0
+        if value in FALSE_STRINGS:
+            return 0.0
+        raise ValueError(f"outcome {raw!r} is neither a boolean nor a number") from None
+    lo, hi = score_range or (0.0, 1.0)
+    if not lo <= score <= hi:
+        raise ValueError(f"outcome {raw!r} is outside {lo:g}..{hi:g}")
+    return (score - lo) / (hi - lo)
+
+
+def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "prompt") -> tuple[float, float] | None:
+    """The lowest and highest numeric outcome in `columns` of a labelled CSV when any falls outside
+    0..1 (scores on a scale of their own), else None; None too when the file lacks one of the
+    columns, which reading it then reports."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    lo, hi = math.inf, -math.inf
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+        reader = csv.DictReader(fh)
+        wanted = list(columns)
+        if prompt_column not in (reader.fieldnames or []) or set(wanted) - set(reader.fieldnames or []):
+            return None
+        for row in reader:
+            if not row.get(prompt_column):
+                continue
+            for col in wanted:
+                try:
+                    score = float(row[col] or "")
+                except ValueError:
+                    continue  # empty, a boolean, or unreadable (reading the file reports it, with its line)
+                lo, hi = min(lo, score), max(hi, score)
+    if lo >= 0.0 and hi <= 1.0:
+        return None
+    if lo == hi:
+        raise LabelledFileError(f"{path}: every score is {lo:g}, outside 0..1, and there is no scale to map onto it")
+    return lo, hi
 
 
 def read_labelled_csv(
@@ -230,8 +269,10 @@ def read_labelled_csv(
     rename: dict[str, str] | None = None,
     source: str | None = None,
     label_source: str = "benchmark",
+    score_range: tuple[float, float] | None = None,
 ) -> Iterator[LabelledExample]:
-    """Rows of a CSV with a prompt column and one outcome column per model (bool or 0..1).
+    """Rows of a CSV with a prompt column and one outcome column per model (bool or 0..1, or
+    scores within `score_range`, mapped onto 0..1).
 
     `rename` maps a CSV column to the outcome key stored (e.g. a catalog model id or a tier
     key like 'tier:economy'). Columns not asked for are ignored; without `model_columns` every
@@ -246,6 +287,7 @@ def read_labelled_csv(
             rename=rename,
             source=source or Path(path).name,
             label_source=label_source,
+            score_range=score_range,
         )
 
 
@@ -257,15 +299,16 @@ def parse_labelled_rows(
     rename: dict[str, str] | None = None,
     source: str = "upload",
     label_source: str = "benchmark",
+    score_range: tuple[float, float] | None = None,
 ) -> Iterator[LabelledExample]:
     reader = csv.DictReader(fh)  # type: ignore[arg-type]
     fields = reader.fieldnames or []
     if prompt_column not in fields:
-        raise ValueError(f"no '{prompt_column}' column; the columns are {fields}")
+        raise LabelledFileError(f"no '{prompt_column}' column; the columns are {fields}")
     wanted = list(model_columns) if model_columns else [f for f in fields if f != prompt_column]
     missing = [c for c in wanted if c not in fields]
     if missing:
-        raise ValueError(f"outcome column(s) {missing} not found; the columns are {fields}")
+        raise LabelledFileError(f"outcome column(s) {missing} not found; the columns are {fields}")
     rename = rename or {}
     for line, row in enumerate(reader, start=2):
         text = row[prompt_column]
@@ -274,9 +317,9 @@ def parse_labelled_rows(
         outcomes: dict[str, float] = {}
         for col in wanted:
             try:
-                score = parse_outcome(row[col] or "")
+                score = parse_outcome(row[col] or "", score_range)
             except ValueError as exc:
-                raise ValueError(f"line {line}, column {col}: {exc}") from None
+                raise LabelledFileError(f"line {line}, column {col}: {exc}") from None
             if score is not None:
                 outcomes[rename.get(col, col)] = score
         if outcomes:
