@@ -133,6 +133,17 @@ def test_judge_scores_on_their_own_scale_measure_as_the_same_scores_in_0_to_1(tm
     assert "outcomes span 1..10, not 0..1; mapped linearly onto 0..1" in out.stderr
 
 
+def test_a_spreadsheet_export_with_a_byte_order_mark_reads_like_any_csv(tmp_path: Path) -> None:
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    text = f"prompt,{STRONG},{WEAK}\nWhat is 2+2?,True,False\nName a prime.,8,3\n"
+    plain.write_text(text.replace("8,3", "1,0"), encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")
+    assert marked.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert outcome_scale(marked, [STRONG, WEAK]) == (3.0, 8.0)
+    read = list(read_labelled_csv(marked, model_columns=[STRONG, WEAK], score_range=(3.0, 8.0)))
+    assert [ex.outcomes for ex in read] == [ex.outcomes for ex in read_labelled_csv(plain)]
+
+
 def test_a_file_the_user_names_wrongly_gets_a_one_line_error(tmp_path: Path) -> None:
     flat = tmp_path / "flat.csv"
     flat.write_text(f"prompt,{STRONG},{WEAK}\nhello,7,7\nbye,7,7\n", encoding="utf-8")

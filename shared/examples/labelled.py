@@ -240,7 +240,7 @@ def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "p
     columns, which reading it then reports."""
     opener = gzip.open if str(path).endswith(".gz") else open
     lo, hi = math.inf, -math.inf
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
         reader = csv.DictReader(fh)
         wanted = list(columns)
         if prompt_column not in (reader.fieldnames or []) or set(wanted) - set(reader.fieldnames or []):
@@ -279,7 +279,9 @@ def read_labelled_csv(
     column but the prompt is an outcome column.
     """
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+    # utf-8-sig: a spreadsheet's export starts with a byte-order mark, which would otherwise
+    # become part of the first column's name ("\ufeffprompt")
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
         yield from parse_labelled_rows(
             fh,
             prompt_column=prompt_column,
