@@ -149,10 +149,13 @@ def test_a_file_the_user_names_wrongly_gets_a_one_line_error(tmp_path: Path) -> 
     flat.write_text(f"prompt,{STRONG},{WEAK}\nhello,7,7\nbye,7,7\n", encoding="utf-8")
     unnamed = tmp_path / "question.csv"
     unnamed.write_text(f"question,{STRONG},{WEAK}\nhello,1,0\n", encoding="utf-8")
+    endless = tmp_path / "endless.csv"
+    endless.write_text(f"prompt,{STRONG},{WEAK}\nhello,7,inf\nbye,2,3\n", encoding="utf-8")
     train = str(MMLU_DIR / "mmlu_marketing.csv")
     for path, message in (
         (flat, "every score is 7, outside 0..1, and there is no scale to map onto it"),
         (unnamed, "no 'prompt' column; the columns are ['question',"),
+        (endless, f"line 2, column {WEAK}: outcome 'inf' is outside 2..7"),
     ):
         out = _run_evaluate("--train", train, "--test", str(path), check=False)
         assert out.returncode == 2 and out.stdout == ""

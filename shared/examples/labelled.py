@@ -253,7 +253,8 @@ def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "p
                     score = float(row[col] or "")
                 except ValueError:
                     continue  # empty, a boolean, or unreadable (reading the file reports it, with its line)
-                lo, hi = min(lo, score), max(hi, score)
+                if math.isfinite(score):  # nan and inf are refused when the file is read
+                    lo, hi = min(lo, score), max(hi, score)
     if lo >= 0.0 and hi <= 1.0:
         return None
     if lo == hi:
