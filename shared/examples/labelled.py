@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import TextIO, overload
 
 import numpy as np
 
@@ -234,13 +234,20 @@ def parse_outcome(raw: str, score_range: tuple[float, float] | None = None) -> f
     return (score - lo) / (hi - lo)
 
 
+def open_labelled(path: Path) -> TextIO:
+    """A labelled CSV (gzipped or not) as text. utf-8-sig: a spreadsheet's export starts with a
+    byte-order mark, which would otherwise become part of the first column's name ("\ufeffprompt")."""
+    if str(path).endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
 def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "prompt") -> tuple[float, float] | None:
     """The lowest and highest numeric outcome in `columns` of a labelled CSV when any falls outside
     0..1 (scores on a scale of their own), else None; None too when the file lacks one of the
     columns, which reading it then reports."""
-    opener = gzip.open if str(path).endswith(".gz") else open
     lo, hi = math.inf, -math.inf
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
+    with open_labelled(path) as fh:
         reader = csv.DictReader(fh)
         wanted = list(columns)
         if prompt_column not in (reader.fieldnames or []) or set(wanted) - set(reader.fieldnames or []):
@@ -279,10 +286,7 @@ def read_labelled_csv(
     key like 'tier:economy'). Columns not asked for are ignored; without `model_columns` every
     column but the prompt is an outcome column.
     """
-    opener = gzip.open if str(path).endswith(".gz") else open
-    # utf-8-sig: a spreadsheet's export starts with a byte-order mark, which would otherwise
-    # become part of the first column's name ("\ufeffprompt")
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
+    with open_labelled(path) as fh:
         yield from parse_labelled_rows(
             fh,
             prompt_column=prompt_column,
