@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .encoders.base import Encoder
-from .examples.labelled import LabelledExample, LabelledFileError, outcome_scale, read_labelled_csv
+from .examples.labelled import LabelledExample, LabelledFileError, count_prompts, outcome_scale, read_labelled_csv
 from .index.local import LocalIndex
 from .routing.difficulty import DifficultyModel
 from .routing.predictor import PredictorParams, estimate, outcome_priors
@@ -50,11 +50,16 @@ def load_dataset(paths: Sequence[Path], strong: str, weak: str) -> Dataset:
     s: list[float] = []
     w: list[float] = []
     for path in sorted(paths, key=str):
-        for ex in read_scored(Path(path), [strong, weak]):
-            if strong in ex.outcomes and weak in ex.outcomes:
-                texts.append(ex.content)
-                s.append(ex.outcomes[strong])
-                w.append(ex.outcomes[weak])
+        kept = [ex for ex in read_scored(Path(path), [strong, weak]) if strong in ex.outcomes and weak in ex.outcomes]
+        prompts = count_prompts(Path(path))
+        if len(kept) < prompts:
+            log.warning(
+                "%s: %d of %d rows lack the strong or the weak outcome; left out", path, prompts - len(kept), prompts
+            )
+        for ex in kept:
+            texts.append(ex.content)
+            s.append(ex.outcomes[strong])
+            w.append(ex.outcomes[weak])
     if not texts:
         raise LabelledFileError("no rows with both the strong and the weak outcome")
     return Dataset(texts, np.asarray(s, dtype=np.float64), np.asarray(w, dtype=np.float64))

@@ -163,6 +163,33 @@ def test_a_file_the_user_names_wrongly_gets_a_one_line_error(tmp_path: Path) -> 
         assert last.startswith("error: ") and message in last and "Traceback" not in out.stderr
 
 
+def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows_out(tmp_path: Path) -> None:
+    with (MMLU_DIR / "mmlu_virology.csv").open(encoding="utf-8", newline="") as src:
+        reader = csv.DictReader(src)
+        fields, rows = reader.fieldnames or [], list(reader)
+    holes = {
+        1: (STRONG, ""),
+        4: (WEAK, "nan"),
+        7: (WEAK, "NaN"),
+        9: (STRONG, "None"),
+        12: (WEAK, "N/A"),
+        15: (STRONG, "null"),
+    }
+    for i, (col, marker) in holes.items():
+        rows[i][col] = marker
+    test = tmp_path / "holes.csv"
+    with test.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    out = _run_evaluate("--train", str(MMLU_DIR / "mmlu_marketing.csv"), "--test", str(test))
+    line = json.loads(out.stdout)
+    assert line["n_test"] == len(rows) - len(holes)
+    assert f"{len(holes)} of {len(rows)} rows lack the strong or the weak outcome; left out" in out.stderr
+    # not mistaken for a score: an 'inf' is still refused (the one-line error test above)
+    assert isinstance(line["apgr"], float)
+
+
 def test_scores_outside_0_to_1_are_still_refused_where_examples_are_stored(tmp_path: Path) -> None:
     # only measuring maps a scale: an examples file for the index must hold booleans or 0..1
     path = tmp_path / "examples.csv"

@@ -23,6 +23,9 @@ TENANT_EXAMPLE_NAMESPACE = uuid.UUID("b3e0f7d4-2c6a-4f51-8e9b-71d2a4c05f38")
 
 TRUE_STRINGS = {"true", "1", "yes", "y", "t"}
 FALSE_STRINGS = {"false", "0", "no", "n", "f"}
+# what spreadsheets and pandas write for a missing value (pandas reads these as NaN by default):
+# a missing outcome, as an empty cell is, not a score
+MISSING_STRINGS = {"", "nan", "-nan", "na", "n/a", "#n/a", "null", "none"}
 
 
 class LabelledFileError(ValueError):
@@ -218,7 +221,7 @@ def parse_outcome(raw: str, score_range: tuple[float, float] | None = None) -> f
     """A boolean or a score in 0..1; with `score_range` (lo, hi), a score on that scale (a
     judge's 1..10, say), mapped linearly onto 0..1."""
     value = raw.strip().lower()
-    if value == "":
+    if value in MISSING_STRINGS:
         return None
     try:
         score = float(value)  # first: on a 1..10 scale "1" is the lowest score, not True
@@ -240,6 +243,12 @@ def open_labelled(path: Path) -> TextIO:
     if str(path).endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
+
+
+def count_prompts(path: Path, *, prompt_column: str = "prompt") -> int:
+    """Rows of a labelled CSV that hold a prompt, whatever their outcomes."""
+    with open_labelled(path) as fh:
+        return sum(1 for row in csv.DictReader(fh) if row.get(prompt_column))
 
 
 def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "prompt") -> tuple[float, float] | None:
