@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from .encoders.base import Encoder
-from .examples.labelled import LabelledExample, LabelledFileError, count_prompts, outcome_scale, read_labelled_csv
+from .examples.labelled import (
+    LabelledExample,
+    LabelledFileError,
+    count_prompts,
+    outcome_scale,
+    prompt_column_in,
+    read_labelled_csv,
+)
 from .index.local import LocalIndex
 from .routing.difficulty import DifficultyModel
 from .routing.predictor import PredictorParams, estimate, outcome_priors
@@ -34,24 +41,31 @@ class Dataset:
     weak: np.ndarray
 
 
-def read_scored(path: Path, columns: Sequence[str], rename: dict[str, str] | None = None) -> list[LabelledExample]:
+def read_scored(
+    path: Path, columns: Sequence[str], rename: dict[str, str] | None = None, *, prompt_column: str = "prompt"
+) -> list[LabelledExample]:
     """A labelled file to measure with. Its outcomes may be scores on a scale of their own (a
     judge's 1..10, say): they are mapped linearly onto 0..1 by the file's lowest and highest
     score. apgr, cpt50 and cpt80 do not change under a linear map; weak_acc, strong_acc and
-    strong_calls_at_95 (95% of the strong model's score) are read on the mapped scale."""
-    scale = outcome_scale(path, columns)
+    strong_calls_at_95 (95% of the strong model's score) are read on the mapped scale.
+    `prompt_column` names the prompt's column; a file without it reads `prompt`."""
+    prompt_column = prompt_column_in(path, prompt_column)
+    scale = outcome_scale(path, columns, prompt_column=prompt_column)
     if scale is not None:
         log.warning("%s: outcomes span %g..%g, not 0..1; mapped linearly onto 0..1", path, *scale)
-    return list(read_labelled_csv(path, model_columns=columns, rename=rename, score_range=scale))
+    return list(
+        read_labelled_csv(path, prompt_column=prompt_column, model_columns=columns, rename=rename, score_range=scale)
+    )
 
 
-def load_dataset(paths: Sequence[Path], strong: str, weak: str) -> Dataset:
+def load_dataset(paths: Sequence[Path], strong: str, weak: str, *, prompt_column: str = "prompt") -> Dataset:
     texts: list[str] = []
     s: list[float] = []
     w: list[float] = []
     for path in sorted(paths, key=str):
-        kept = [ex for ex in read_scored(Path(path), [strong, weak]) if strong in ex.outcomes and weak in ex.outcomes]
-        prompts = count_prompts(Path(path))
+        rows = read_scored(Path(path), [strong, weak], prompt_column=prompt_column)
+        kept = [ex for ex in rows if strong in ex.outcomes and weak in ex.outcomes]
+        prompts = count_prompts(Path(path), prompt_column=prompt_column_in(Path(path), prompt_column))
         if len(kept) < prompts:
             log.warning(
                 "%s: %d of %d rows lack the strong or the weak outcome; left out", path, prompts - len(kept), prompts

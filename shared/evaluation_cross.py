@@ -30,7 +30,7 @@ from .config import Settings
 from .encoders.base import Encoder
 from .evaluation import Dataset, EncoderFactory, GainScorer, load_dataset, metrics, read_scored, split
 from .examples.feedback_loop import FeedbackExamples
-from .examples.labelled import LabelledExample, read_labelled_csv
+from .examples.labelled import LabelledExample, prompt_column_in, read_labelled_csv
 from .examples.prompt_store import PromptStore
 from .routing.difficulty import DifficultyModel, load_default
 from .routing.predictor import PredictorParams
@@ -54,6 +54,8 @@ def load_train(
     weak: str,
     make_encoder: EncoderFactory,
     starter: tuple[Path, Encoder] | None,
+    *,
+    prompt_column: str = "prompt",
 ) -> TrainSet:
     """`paths` None: the shipped starter examples and the shipped encoder state. Otherwise the
     files' `strong`/`weak` columns (or, for files in the starter format, their tier columns)
@@ -67,7 +69,7 @@ def load_train(
     else:
         examples, weights = [], []
         for p in sorted(paths, key=str):
-            rows = _tier_examples(Path(p), strong, weak)
+            rows = _tier_examples(Path(p), strong, weak, prompt_column)
             examples.extend(rows)
             weights.extend([1.0 / max(len(rows), 1)] * len(rows))  # every source counts the same
         encoder = make_encoder([ex.content for ex in examples])
@@ -79,11 +81,11 @@ def load_train(
     return TrainSet(examples, encoder.encode([ex.content for ex in examples]), encoder, difficulty)
 
 
-def _tier_examples(path: Path, strong: str, weak: str) -> list[LabelledExample]:
+def _tier_examples(path: Path, strong: str, weak: str, prompt_column: str) -> list[LabelledExample]:
     try:
-        rows = read_scored(path, [strong, weak], rename={strong: FRONTIER, weak: ECONOMY})
+        rows = read_scored(path, [strong, weak], rename={strong: FRONTIER, weak: ECONOMY}, prompt_column=prompt_column)
     except ValueError:  # no such columns: a file in the starter format, labelled by tier already
-        rows = list(read_labelled_csv(path))
+        rows = list(read_labelled_csv(path, prompt_column=prompt_column_in(path, prompt_column)))
     return [ex for ex in rows if FRONTIER in ex.outcomes and ECONOMY in ex.outcomes]
 
 
@@ -112,9 +114,16 @@ def _result(scorer: GainScorer, data: Dataset, rows: np.ndarray) -> dict[str, An
 
 
 def cross_domain(
-    train: TrainSet, test: Path, strong: str, weak: str, params: PredictorParams, models: tuple[ModelSpec, ModelSpec]
+    train: TrainSet,
+    test: Path,
+    strong: str,
+    weak: str,
+    params: PredictorParams,
+    models: tuple[ModelSpec, ModelSpec],
+    *,
+    prompt_column: str = "prompt",
 ) -> dict[str, Any]:
-    data = load_dataset([test], strong, weak)
+    data = load_dataset([test], strong, weak, prompt_column=prompt_column)
     out = {"test": str(test), **_result(_scorer(train, params, models), data, np.arange(len(data.texts)))}
     out["n_train"] = len(train.examples)
     return out
@@ -145,8 +154,9 @@ def learning_curve(
     judge_noise: float = 0.0,
     seed: int = 0,
     make_encoder: EncoderFactory | None = None,
+    prompt_column: str = "prompt",
 ) -> list[dict[str, Any]]:
-    data = load_dataset([test], strong, weak)
+    data = load_dataset([test], strong, weak, prompt_column=prompt_column)
     pool, held = split(len(data.texts), 0.5, seed)
     labels = _noisy_labels(data, pool, judge_noise, seed)
     lines = []
@@ -221,9 +231,10 @@ def evaluate_file(
     models: tuple[ModelSpec, ModelSpec],
     make_encoder: EncoderFactory,
 ) -> list[dict[str, Any]]:
-    """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed)."""
+    """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed,
+    prompt_column)."""
     if not args.learn:
-        return [cross_domain(train, test, args.strong, args.weak, params, models)]
+        return [cross_domain(train, test, args.strong, args.weak, params, models, prompt_column=args.prompt_column)]
     return learning_curve(
         train,
         test,
@@ -235,4 +246,5 @@ def evaluate_file(
         judge_noise=args.judge_noise,
         seed=args.seed,
         make_encoder=make_encoder,
+        prompt_column=args.prompt_column,
     )

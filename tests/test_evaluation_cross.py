@@ -190,6 +190,26 @@ def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows
     assert isinstance(line["apgr"], float)
 
 
+def test_prompt_column_names_the_prompt_in_a_users_file(tmp_path: Path) -> None:
+    # AlpacaEval-style files call it "instruction"; the training file keeps "prompt" and is read as before
+    virology = MMLU_DIR / "mmlu_virology.csv"
+    with virology.open(encoding="utf-8", newline="") as src:
+        rows = [{("instruction" if k == "prompt" else k): v for k, v in row.items()} for row in csv.DictReader(src)]
+    renamed = tmp_path / "instructions.csv"
+    with renamed.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    train = str(MMLU_DIR / "mmlu_marketing.csv")
+    as_prompt = _untimed(_evaluate("--train", train, "--test", str(virology)))
+    as_instruction = _untimed(_evaluate("--train", train, "--test", str(renamed), "--prompt-column", "instruction"))
+    strip = [{k: v for k, v in line.items() if k != "test"} for line in as_prompt]
+    assert [{k: v for k, v in line.items() if k != "test"} for line in as_instruction] == strip
+    out = _run_evaluate("--train", train, "--test", str(renamed), check=False)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and "no 'prompt' column" in last and "--prompt-column" in last
+
+
 def test_scores_outside_0_to_1_are_still_refused_where_examples_are_stored(tmp_path: Path) -> None:
     # only measuring maps a scale: an examples file for the index must hold booleans or 0..1
     path = tmp_path / "examples.csv"

@@ -46,7 +46,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return _evaluate_cross(args, settings)
     if not args.data:
         raise SystemExit("evaluate needs --data FILE... (in-domain split) or --train ... --test FILE...")
-    data = load_dataset(expand_paths(args.data), args.strong, args.weak)
+    data = load_dataset(expand_paths(args.data), args.strong, args.weak, prompt_column=args.prompt_column)
     result = evaluate(
         data,
         encoder_factory(settings),
@@ -86,7 +86,9 @@ def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
             None, args.strong, args.weak, make_encoder, (settings.examples_path, _shipped_encoder(settings))
         )
     else:
-        train = load_train(expand_paths(args.train), args.strong, args.weak, make_encoder, None)
+        train = load_train(
+            expand_paths(args.train), args.strong, args.weak, make_encoder, None, prompt_column=args.prompt_column
+        )
     models = tier_models(Catalog.load(settings.model_catalog_path))
     params = _predictor_params(settings, args.k)
     for test in expand_paths(args.test):
@@ -104,7 +106,7 @@ def _shipped_encoder(settings: Settings) -> Any:
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
-    data = load_dataset(expand_paths(args.data), args.strong, args.weak)
+    data = load_dataset(expand_paths(args.data), args.strong, args.weak, prompt_column=args.prompt_column)
     train, held = split(len(data.texts), args.train_frac, args.seed)
     encoder = encoder_factory(settings)([data.texts[i] for i in train])
     scorer = GainScorer(encoder, _predictor_params(settings, None))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Settings, get_settings
-from ..examples.labelled import LabelledFileError
+from ..examples.labelled import LabelledFileError, NoPromptColumn
 from .evaluation_commands import cmd_calibrate, cmd_encoder_fit, cmd_evaluate
 from .operation_commands import (
     cmd_backup_check,
@@ -56,6 +56,7 @@ def _add_quality_commands(sub: Any) -> None:
     e.add_argument("--test", nargs="+", help="cross-domain: CSV files, each scored on its own")
     e.add_argument("--learn", nargs="+", help="learning curve: N rows of each test file's first half (or 'all')")
     e.add_argument("--judge-noise", type=float, default=0.0, help="share of learned labels flipped (0..1)")
+    e.add_argument("--prompt-column", default="prompt", help="the column holding the prompt, in every file read")
     e.add_argument("--strong", required=True)
     e.add_argument("--weak", required=True)
     e.add_argument("--train-frac", type=float, default=0.5)
@@ -66,6 +67,7 @@ def _add_quality_commands(sub: Any) -> None:
 
     c = sub.add_parser("calibrate", help="the cost-policy threshold that meets a target on held-out data")
     c.add_argument("--data", nargs="+", required=True)
+    c.add_argument("--prompt-column", default="prompt", help="the column holding the prompt")
     c.add_argument("--strong", required=True)
     c.add_argument("--weak", required=True)
     c.add_argument("--train-frac", type=float, default=0.5)
@@ -120,5 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args, get_settings())
     except (LabelledFileError, FileNotFoundError) as exc:
         # a file the user named: say what is wrong with it, not where in our code it was noticed
-        print(f"error: {exc}", file=sys.stderr)
+        hint = " (--prompt-column names the prompt's column)" if _names_prompt_column(args, exc) else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
         return 2
+
+
+def _names_prompt_column(args: argparse.Namespace, exc: Exception) -> bool:
+    return isinstance(exc, NoPromptColumn) and hasattr(args, "prompt_column")

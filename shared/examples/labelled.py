@@ -33,6 +33,10 @@ class LabelledFileError(ValueError):
     outcome (the message names the line and column). The CLI reports it without a traceback."""
 
 
+class NoPromptColumn(LabelledFileError):
+    """The file has no column of the prompt's name (the CLI says how to name another)."""
+
+
 def example_id(source: str, content: str, tenant: str | None = None) -> str:
     """Shared examples (tenant None) keep the ids they always had; a tenant's are keyed by the
     tenant too, as JSON, so no choice of tenant, source and content can spell another's."""
@@ -245,6 +249,15 @@ def open_labelled(path: Path) -> TextIO:
     return open(path, encoding="utf-8-sig", newline="")
 
 
+def prompt_column_in(path: Path, wanted: str) -> str:
+    """`wanted` if the file has that column, else `prompt` if it has that one (the project's own
+    files, such as training files in the starter format, beside a user's), else `wanted`, which
+    reading the file then reports as missing with the columns it has."""
+    with open_labelled(path) as fh:
+        fields = csv.DictReader(fh).fieldnames or []
+    return wanted if wanted in fields or "prompt" not in fields else "prompt"
+
+
 def count_prompts(path: Path, *, prompt_column: str = "prompt") -> int:
     """Rows of a labelled CSV that hold a prompt, whatever their outcomes."""
     with open_labelled(path) as fh:
@@ -320,7 +333,7 @@ def parse_labelled_rows(
     reader = csv.DictReader(fh)  # type: ignore[arg-type]
     fields = reader.fieldnames or []
     if prompt_column not in fields:
-        raise LabelledFileError(f"no '{prompt_column}' column; the columns are {fields}")
+        raise NoPromptColumn(f"no '{prompt_column}' column; the columns are {fields}")
     wanted = list(model_columns) if model_columns else [f for f in fields if f != prompt_column]
     missing = [c for c in wanted if c not in fields]
     if missing:
