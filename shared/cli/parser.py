@@ -56,7 +56,9 @@ def _add_quality_commands(sub: Any) -> None:
     e.add_argument("--test", nargs="+", help="cross-domain: CSV files, each scored on its own")
     e.add_argument("--learn", nargs="+", help="learning curve: N rows of each test file's first half (or 'all')")
     e.add_argument("--judge-noise", type=float, default=0.0, help="share of learned labels flipped (0..1)")
-    e.add_argument("--prompt-column", default="prompt", help="the column holding the prompt, in every file read")
+    e.add_argument(
+        "--prompt-column", default="prompt", help="the prompt's column in your files (one without it reads 'prompt')"
+    )
     e.add_argument("--strong", required=True)
     e.add_argument("--weak", required=True)
     e.add_argument("--train-frac", type=float, default=0.5)
@@ -67,7 +69,7 @@ def _add_quality_commands(sub: Any) -> None:
 
     c = sub.add_parser("calibrate", help="the cost-policy threshold that meets a target on held-out data")
     c.add_argument("--data", nargs="+", required=True)
-    c.add_argument("--prompt-column", default="prompt", help="the column holding the prompt")
+    c.add_argument("--prompt-column", default="prompt", help="the prompt's column in your files")
     c.add_argument("--strong", required=True)
     c.add_argument("--weak", required=True)
     c.add_argument("--train-frac", type=float, default=0.5)
