@@ -114,16 +114,8 @@ def _result(scorer: GainScorer, data: Dataset, rows: np.ndarray) -> dict[str, An
 
 
 def cross_domain(
-    train: TrainSet,
-    test: Path,
-    strong: str,
-    weak: str,
-    params: PredictorParams,
-    models: tuple[ModelSpec, ModelSpec],
-    *,
-    prompt_column: str = "prompt",
+    train: TrainSet, test: Path, data: Dataset, params: PredictorParams, models: tuple[ModelSpec, ModelSpec]
 ) -> dict[str, Any]:
-    data = load_dataset([test], strong, weak, prompt_column=prompt_column)
     out = {"test": str(test), **_result(_scorer(train, params, models), data, np.arange(len(data.texts)))}
     out["n_train"] = len(train.examples)
     return out
@@ -145,8 +137,7 @@ def parse_learn(values: Sequence[str]) -> list[int | None]:
 def learning_curve(
     train: TrainSet,
     test: Path,
-    strong: str,
-    weak: str,
+    data: Dataset,
     params: PredictorParams,
     models: tuple[ModelSpec, ModelSpec],
     learn: Sequence[int | None],
@@ -154,9 +145,7 @@ def learning_curve(
     judge_noise: float = 0.0,
     seed: int = 0,
     make_encoder: EncoderFactory | None = None,
-    prompt_column: str = "prompt",
 ) -> list[dict[str, Any]]:
-    data = load_dataset([test], strong, weak, prompt_column=prompt_column)
     pool, held = split(len(data.texts), 0.5, seed)
     labels = _noisy_labels(data, pool, judge_noise, seed)
     lines = []
@@ -233,18 +222,17 @@ def evaluate_file(
 ) -> list[dict[str, Any]]:
     """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed,
     prompt_column)."""
+    data = load_dataset([test], args.strong, args.weak, prompt_column=args.prompt_column)
     if not args.learn:
-        return [cross_domain(train, test, args.strong, args.weak, params, models, prompt_column=args.prompt_column)]
+        return [cross_domain(train, test, data, params, models)]
     return learning_curve(
         train,
         test,
-        args.strong,
-        args.weak,
+        data,
         params,
         models,
         parse_learn(args.learn),
         judge_noise=args.judge_noise,
         seed=args.seed,
         make_encoder=make_encoder,
-        prompt_column=args.prompt_column,
     )
