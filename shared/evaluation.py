@@ -66,7 +66,9 @@ def load_dataset(paths: Sequence[Path], strong: str, weak: str, *, prompt_column
         column = prompt_column_in(Path(path), prompt_column)
         rows = read_scored(Path(path), [strong, weak], prompt_column=column)
         kept = [ex for ex in rows if strong in ex.outcomes and weak in ex.outcomes]
-        prompts = count_prompts(Path(path), prompt_column=column)
+        total, prompts = count_prompts(Path(path), prompt_column=column)
+        if prompts < total:
+            log.warning("%s: %d of %d rows have no prompt; left out", path, total - prompts, total)
         if len(kept) < prompts:
             log.warning(
                 "%s: %d of %d rows lack the strong or the weak outcome; left out", path, prompts - len(kept), prompts

@@ -190,6 +190,25 @@ def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows
     assert isinstance(line["apgr"], float)
 
 
+def test_rows_without_a_prompt_are_left_out_and_counted(tmp_path: Path) -> None:
+    with (MMLU_DIR / "mmlu_virology.csv").open(encoding="utf-8", newline="") as src:
+        reader = csv.DictReader(src)
+        fields, rows = reader.fieldnames or [], list(reader)
+    for i in (2, 5, 11):
+        rows[i]["prompt"] = ""
+    rows[3][WEAK] = "nan"
+    test = tmp_path / "blanks.csv"
+    with test.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    out = _run_evaluate("--train", str(MMLU_DIR / "mmlu_marketing.csv"), "--test", str(test))
+    assert json.loads(out.stdout)["n_test"] == len(rows) - 4
+    assert f"3 of {len(rows)} rows have no prompt; left out" in out.stderr
+    # the outcome count is over the rows that have a prompt
+    assert f"1 of {len(rows) - 3} rows lack the strong or the weak outcome; left out" in out.stderr
+
+
 def test_prompt_column_names_the_prompt_in_a_users_file(tmp_path: Path) -> None:
     # AlpacaEval-style files call it "instruction"; the training file keeps "prompt" and is read as before
     virology = MMLU_DIR / "mmlu_virology.csv"

@@ -258,10 +258,14 @@ def prompt_column_in(path: Path, wanted: str) -> str:
     return wanted if wanted in fields or "prompt" not in fields else "prompt"
 
 
-def count_prompts(path: Path, *, prompt_column: str = "prompt") -> int:
-    """Rows of a labelled CSV that hold a prompt, whatever their outcomes."""
+def count_prompts(path: Path, *, prompt_column: str = "prompt") -> tuple[int, int]:
+    """Rows of a labelled CSV, and those of them that hold a prompt, whatever their outcomes."""
+    rows = prompts = 0
     with open_labelled(path) as fh:
-        return sum(1 for row in csv.DictReader(fh) if row.get(prompt_column))
+        for row in csv.DictReader(fh):
+            rows += 1
+            prompts += bool(row.get(prompt_column))
+    return rows, prompts
 
 
 def outcome_scale(path: Path, columns: Iterable[str], *, prompt_column: str = "prompt") -> tuple[float, float] | None:
