@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # its cost at this one-sided confidence (0.5: on the point estimate alone); measured in
     # docs/routing-quality.md, "Paying for an upgrade".
     balanced_upgrade_confidence: float = Field(default=0.975, ge=0.5, lt=1.0)
+    # A tenant with labels of its own (feedback, the judge, imports) gets a prior fitted on them,
+    # refitted in the background this often while it routes; 0 turns it off
+    # (routing/tenant_prior.py, docs/routing-quality.md "A tenant's own prior").
+    tenant_prior_refresh_s: float = Field(default=300.0, ge=0.0)
     encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"
     encoder_state_path: Path = PACKAGE_DIR / "data" / "encoder_tfidf_svd.npz"
     encoder_dim: int = 1024  # the `hashing` encoder's size (tfidf-svd's comes from its state)

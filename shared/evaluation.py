@@ -27,7 +27,8 @@ from .examples.labelled import (
 )
 from .index.local import LocalIndex
 from .routing.difficulty import DifficultyModel
-from .routing.predictor import PredictorParams, estimate, outcome_priors
+from .routing.predictor import PredictorParams, estimate, outcome_priors, predict_qualities
+from .routing.tenant_prior import TenantPrior, TenantPriors
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class GainScorer:
         self.weak_keys = tuple(weak_keys)
         self.tenant = tenant
         self.difficulty: DifficultyModel | None = None
+        self.tenant_prior: TenantPrior | None = None
 
     def fit(self, texts: Sequence[str], strong: np.ndarray, weak: np.ndarray) -> None:
         s_key, w_key = self.strong_keys[-1], self.weak_keys[-1]
@@ -176,6 +178,18 @@ class GainScorer:
                 return hit
         return 0.5
 
+    async def fit_tenant_prior(self) -> None:
+        """As the router (tenant_prior.py): the tenant's prior, fitted on its examples in the index."""
+        if self.tenant is not None:
+            self.tenant_prior = await TenantPriors(self.index).refresh(self.tenant, self.shared_estimate)
+
+    async def shared_estimate(self, vector: np.ndarray, text: str, key: str) -> float:
+        """As Router.shared_estimate: the shared examples' estimate of outcome `key` for a prompt."""
+        keys = next((k for k in (self.strong_keys, self.weak_keys) if k[0] == key), (key,))
+        per_prompt = self.difficulty.predict(text) if self.difficulty is not None and text else {}
+        shared = self.index.search_sync(vector, self.params.k, tenant=None)
+        return predict_qualities(shared, [keys], [self.prior(keys, per_prompt)], self.params)[0].quality
+
     def score(self, text: str) -> float:
         vec = self.encoder.encode([text])[0]
         # as Router.neighbours: the shared examples, and the tenant's own by a second search
@@ -183,7 +197,8 @@ class GainScorer:
         own = self.index.search_own_sync(vec, self.params.own_k, tenant=self.tenant) if self.tenant else []
         keys = [self.strong_keys, self.weak_keys]
         per_prompt = self.difficulty.predict(text) if self.difficulty is not None else {}
-        est = estimate(shared, own, keys, [self.prior(k, per_prompt) for k in keys], self.params)
+        priors = [self.prior(k, per_prompt) for k in keys]
+        est = estimate(shared, own, keys, priors, self.params, self.tenant_prior if len(own) else None, text)
         return est[0].quality - est[1].quality
 
     def score_all(self, texts: Sequence[str]) -> tuple[np.ndarray, list[float]]:

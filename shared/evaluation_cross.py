@@ -145,6 +145,7 @@ def learning_curve(
     judge_noise: float = 0.0,
     seed: int = 0,
     make_encoder: EncoderFactory | None = None,
+    tenant_prior: bool = True,
 ) -> list[dict[str, Any]]:
     pool, held = split(len(data.texts), 0.5, seed)
     labels = _noisy_labels(data, pool, judge_noise, seed)
@@ -152,7 +153,7 @@ def learning_curve(
     for n in learn:
         rows = pool if n is None else pool[: min(n, len(pool))]
         scorer = _scorer(train, params, models)
-        asyncio.run(add_feedback(scorer, data, rows, labels, models))
+        asyncio.run(add_feedback(scorer, data, rows, labels, models, tenant_prior=tenant_prior))
         out = {"test": str(test), "learned": len(rows), "judge_noise": judge_noise, **_result(scorer, data, held)}
         out["n_train"] = len(train.examples)
         if n is None and make_encoder is not None:
@@ -180,9 +181,12 @@ async def add_feedback(
     rows: np.ndarray,
     labels: dict[str, np.ndarray],
     models: tuple[ModelSpec, ModelSpec],
+    *,
+    tenant_prior: bool = True,
 ) -> int:
     """Each learned row is two answered requests (one per model) with feedback on each, run
-    through the production feedback -> examples pipeline into the scorer's index."""
+    through the production feedback -> examples pipeline into the scorer's index; then the
+    tenant's prior is fitted on them, as the router does in the background."""
 
     settings = Settings(feedback_to_examples=True, store_prompt_text=True, store_prompt_text_tenants="*")
     source = MemoryFeedbackSource()
@@ -197,6 +201,8 @@ async def add_feedback(
             await feeder.remember(request_id, EVAL_TENANT, data.texts[i], None)
             source.add(FeedbackRow(n, request_id, EVAL_TENANT, float(labels[side][i]), model.id))
     result = await feeder.process(limit=max(1, n))
+    if tenant_prior:
+        await scorer.fit_tenant_prior()
     return result.examples
 
 
@@ -219,9 +225,11 @@ def evaluate_file(
     params: PredictorParams,
     models: tuple[ModelSpec, ModelSpec],
     make_encoder: EncoderFactory,
+    *,
+    tenant_prior: bool = True,
 ) -> list[dict[str, Any]]:
     """The JSON lines of `evaluate --test FILE` (argparse namespace: strong, weak, learn, judge_noise, seed,
-    prompt_column)."""
+    prompt_column); `tenant_prior` as TENANT_PRIOR_REFRESH_S > 0 in production."""
     data = load_dataset([test], args.strong, args.weak, prompt_column=args.prompt_column)
     if not args.learn:
         return [cross_domain(train, test, data, params, models)]
@@ -235,4 +243,5 @@ def evaluate_file(
         judge_noise=args.judge_noise,
         seed=args.seed,
         make_encoder=make_encoder,
+        tenant_prior=tenant_prior,
     )

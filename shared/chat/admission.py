@@ -7,7 +7,7 @@ import logging
 from typing import Any, Protocol
 
 from ..auth.base import Principal
-from ..routing.router import Decision
+from ..routing.decision import Decision
 from ..schemas import ChatCompletionRequest
 from ..token_count import estimate_prompt_tokens
 

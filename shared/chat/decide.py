@@ -8,9 +8,10 @@ from ..auth.base import Principal
 from ..circuit.base import CircuitBreaker
 from ..config import Settings
 from ..metrics import DECISION_MS, count_low_confidence
+from ..routing.decision import Decision
 from ..routing.policy import PolicyName
 from ..routing.request import RoutingRequest
-from ..routing.router import Decision, Router
+from ..routing.router import Router
 from ..schemas import POLICY_ALIASES, ChatCompletionRequest
 from ..telemetry import span as tracing_span
 from ..token_count import estimate_prompt_tokens

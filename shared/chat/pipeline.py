@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ClientClosedRequest, RouterError, UpstreamUnavailable
 from ..providers.base import Chunk, Completion, Timeouts
 from ..resilience import Deadline
-from ..routing.router import Decision
+from ..routing.decision import Decision
 from ..schemas import POLICY_ALIASES, ChatCompletionRequest
 from ..store.base import RequestLogRow
 from .accounting import Answered, Ledger, Usage, completion_text

@@ -19,7 +19,8 @@ from ..cache.semantic import SemanticCache, bucket_key, single_turn_text
 from ..config import Settings
 from ..metrics import CACHE
 from ..providers.base import Completion
-from ..routing.router import Decision, Router
+from ..routing.decision import Decision
+from ..routing.router import Router
 from ..schemas import ChatCompletionRequest
 from ..telemetry import span as tracing_span
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..providers.base import Chunk, Completion
-from ..routing.router import Decision
+from ..routing.decision import Decision
 
 
 @dataclass

@@ -92,7 +92,10 @@ def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
     models = tier_models(Catalog.load(settings.model_catalog_path))
     params = _predictor_params(settings, args.k)
     for test in expand_paths(args.test):
-        for line in evaluate_file(train, test, args, params, models, make_encoder):
+        lines = evaluate_file(
+            train, test, args, params, models, make_encoder, tenant_prior=settings.tenant_prior_refresh_s > 0
+        )
+        for line in lines:
             print(json.dumps(line) if args.json else json.dumps(line, indent=2), flush=True)
     return 0
 

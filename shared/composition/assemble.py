@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from ..auth.base import ANONYMOUS, Authenticator, Principal
 from ..backups import BackupCheckRunner
@@ -41,6 +41,7 @@ from ..probe import Probe
 from ..providers.registry import ProviderRegistry
 from ..routing.predictor import PredictorParams, outcome_priors
 from ..routing.router import Router
+from ..routing.tenant_prior import OwnExamples, TenantPriors
 from ..shadow.budget import MemoryShadowBudget, ShadowBudget
 from ..store.base import MemoryRequestLog, RequestLogSink
 from ..store.feedback import FeedbackSource, FeedbackStore, MemoryFeedbackSource
@@ -124,8 +125,15 @@ def prompt_store(s: Settings, cache: KeyValueCache | None) -> PromptStore:
 
 
 def build_router(
-    s: Settings, catalog: Catalog, encoder: Encoder | AsyncEncoder, index: ExampleIndex, priors: dict[str, float]
+    s: Settings,
+    catalog: Catalog,
+    encoder: Encoder | AsyncEncoder,
+    index: ExampleIndex,
+    priors: dict[str, float],
 ) -> Router:
+    tenant_priors = None
+    if s.tenant_prior_refresh_s > 0 and callable(getattr(index, "own_examples", None)):
+        tenant_priors = TenantPriors(cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s)
     return Router(
         catalog,
         encoder,
@@ -138,6 +146,7 @@ def build_router(
         cost_weight=s.balanced_cost_weight,
         upgrade_confidence=s.balanced_upgrade_confidence,
         index_timeout_s=s.weaviate_timeout_s,
+        tenant_priors=tenant_priors,
     )
 
 

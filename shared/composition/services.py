@@ -59,6 +59,7 @@ class Services:
 
     async def close(self, *, close_index: bool = True) -> None:
         await self.hooks.drain()
+        await self.router.close()  # its background fits read the index and the encoder's vectors
         await self.providers.aclose()
         encoder_close = getattr(self.encoder, "aclose", None)  # only remote encoders hold a client
         if encoder_close is not None:

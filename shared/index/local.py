@@ -205,6 +205,12 @@ class LocalIndex:
     async def count(self) -> int:
         return len(self._examples)
 
+    async def own_examples(self, tenant: str, *, limit: int) -> tuple[list[LabelledExample], np.ndarray]:
+        """The tenant's own examples (the latest `limit`) and their vectors."""
+        mine = [n for n, ex in enumerate(self._examples) if ex.tenant == tenant][-limit:] if limit > 0 else []
+        vectors = np.array([self._rows[n] for n in mine], dtype=np.float32).reshape(len(mine), self.dim)
+        return [self._examples[n] for n in mine], vectors
+
     async def list(self, *, limit: int = 100, offset: int = 0, tenant: str | None = None) -> list[LabelledExample]:
         visible = [ex for ex in self._examples if ex.tenant is None or ex.tenant == tenant]
         return visible[offset : offset + limit]

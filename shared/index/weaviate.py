@@ -266,6 +266,25 @@ class WeaviateIndex:
             raise IndexUnavailable(f"Weaviate count failed: {exc}") from exc
         return int(res.total_count or 0)
 
+    async def own_examples(self, tenant: str, *, limit: int) -> tuple[list[LabelledExample], np.ndarray]:
+        """Up to `limit` of the tenant's own examples, with their vectors (a tenant's prior is
+        fitted on them, routing/tenant_prior.py)."""
+        if limit <= 0:
+            return [], np.zeros((0, self.dim), dtype=np.float32)
+        coll = await self._collection()
+        try:
+            res = await coll.query.fetch_objects(
+                limit=limit,
+                filters=Filter.by_property("tenant").equal(tenant),
+                return_properties=list(PROPERTY_NAMES),
+                include_vector=[VECTOR_NAME],
+            )
+        except WeaviateBaseError as exc:
+            raise IndexUnavailable(f"Weaviate listing of a tenant's examples failed: {exc}") from exc
+        kept = [o for o in res.objects if len(o.vector.get(VECTOR_NAME) or ()) == self.dim]
+        vectors = np.array([o.vector[VECTOR_NAME] for o in kept], dtype=np.float32).reshape(len(kept), self.dim)
+        return [from_properties(str(o.uuid), o.properties) for o in kept], vectors
+
     async def list(self, *, limit: int = 100, offset: int = 0, tenant: str | None = None) -> list[LabelledExample]:
         coll = await self._collection()
         try:

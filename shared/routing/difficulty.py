@@ -15,6 +15,7 @@ product per key (~0.02 ms). numpy only.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import operator
@@ -49,7 +50,10 @@ FEATURES = (
 )
 
 
-def feature_values(text: str) -> list[float]:
+# a decision reads one prompt's features twice (the shipped prior and a tenant's own): the last
+# few are kept, and a str caches its own hash, so a hit costs a lookup
+@functools.lru_cache(maxsize=4)
+def feature_values(text: str) -> tuple[float, ...]:
     """The feature row of one prompt (see FEATURES), as plain floats."""
     head = text[:_HEAD]
     n = max(len(head), 1)
@@ -57,7 +61,7 @@ def feature_values(text: str) -> list[float]:
     digits = sum(map(str.isdigit, head))
     symbols = len(head) - sum(map(str.isalnum, head)) - sum(map(str.isspace, head))
     stripped = head.rstrip()
-    return [
+    return (
         1.0,
         math.log1p(len(text)),
         math.log1p(text.count("\n")),
@@ -69,7 +73,7 @@ def feature_values(text: str) -> list[float]:
         math.log1p(head.count("?")),
         1.0 if stripped.endswith("?") else 0.0,
         min(len(_OPTION_LINE.findall(head)), 8) / 4.0,
-    ]
+    )
 
 
 def features(text: str) -> np.ndarray:

@@ -19,10 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..examples.labelled import Neighbour, Neighbours
+
+if TYPE_CHECKING:
+    from .tenant_prior import TenantPrior
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class PredictorParams:
     # tenant's prompts appears about twice.
     own_k: int = 400
     tenant_strength: float = 0.2
+    # With a prior fitted on the tenant's own labels (tenant_prior.py), the tenant's estimate is
+    # shrunk toward that instead, as strongly as the shared estimate is toward the shipped prior.
+    tenant_prior_strength: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -64,23 +71,25 @@ def predict_qualities(
     label_keys: Sequence[Sequence[str]],
     priors: Sequence[float],
     params: PredictorParams,
+    strengths: Sequence[float] | None = None,
 ) -> list[QualityEstimate]:
     """One estimate per model; `label_keys[i]` are the outcome keys that speak for model i,
     most specific first (a model's own outcomes, then its tier's).
 
-    The most general key with evidence is shrunk toward the prior by `prior_strength`; each
-    more specific key is then shrunk toward that estimate by `own_strength`, so a model's own
-    outcomes refine its tier's evidence instead of discarding it."""
+    The most general key with evidence is shrunk toward the prior by `prior_strength` (or model
+    i's `strengths[i]`); each more specific key is then shrunk toward that estimate by
+    `own_strength`, so a model's own outcomes refine its tier's evidence instead of discarding it."""
     nbs = Neighbours.of(neighbours)
     mass, weighted = evidence_by_key(nbs, params.similarity_power)
     out: list[QualityEstimate] = []
-    for keys, prior in zip(label_keys, priors, strict=True):
+    for i, (keys, prior) in enumerate(zip(label_keys, priors, strict=True)):
         q, evidence, used = float(prior), 0.0, None
+        first = params.prior_strength if strengths is None else strengths[i]
         for key in reversed(keys):
             j = nbs.key_index.get(key)
             if j is None or mass[j] <= 0.0:
                 continue
-            strength = params.prior_strength if used is None else params.own_strength
+            strength = first if used is None else params.own_strength
             w_sum = mass[j]
             q = (weighted[j] + strength * q) / (w_sum + strength)
             evidence += w_sum
@@ -95,14 +104,23 @@ def estimate(
     label_keys: Sequence[Sequence[str]],
     priors: Sequence[float],
     params: PredictorParams,
+    tenant_prior: TenantPrior | None = None,
+    text: str = "",
 ) -> list[QualityEstimate]:
     """Every model's estimate: from the shared examples (shrunk toward the prior), then refined by
-    the tenant's own examples (shrunk toward the shared estimate by `tenant_strength`)."""
+    the tenant's own examples, shrunk toward the tenant's prior for `text` where it has one
+    (`tenant_prior_strength`), else toward the shared estimate (`tenant_strength`)."""
     base = predict_qualities(shared, label_keys, priors, params)
     if not len(own):
         return base
+    targets = [e.quality for e in base]
+    strengths = None
+    if tenant_prior is not None:
+        mine = tenant_prior.priors(text, label_keys, targets)
+        strengths = [params.tenant_strength if p is None else params.tenant_prior_strength for p in mine]
+        targets = [t if p is None else p for t, p in zip(targets, mine, strict=True)]
     local = predict_qualities(
-        own, label_keys, [e.quality for e in base], replace(params, prior_strength=params.tenant_strength)
+        own, label_keys, targets, replace(params, prior_strength=params.tenant_strength), strengths
     )
     return [
         QualityEstimate(quality=mine.quality, evidence=common.evidence + mine.evidence, key=mine.key or common.key)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
-import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Protocol
 
@@ -18,12 +15,14 @@ from opentelemetry import trace
 from ..catalog import Catalog, ModelSpec
 from ..encoders.base import AsyncEncoder, Encoder, SingleTextEncoder
 from ..errors import InvalidRequest, NoEligibleModel, PermissionDenied
-from ..examples.labelled import Neighbour, Neighbours
+from ..examples.labelled import Neighbour
 from ..telemetry import span
+from .decision import Decision
 from .difficulty import DifficultyModel, load_default
-from .policy import Candidate, PolicyName, rank, rank_unsure
+from .policy import Candidate, rank, rank_unsure
 from .predictor import GainSpread, PredictorParams, estimate, predict_qualities
 from .request import RoutingRequest, exclusion
+from .tenant_prior import TenantPrior, TenantPriors
 from .typicality import TypicalityFloor, neighbour_mass
 from .typicality import load_default as load_typicality
 
@@ -37,80 +36,6 @@ DEFAULT_EXPECTED_OUTPUT_TOKENS = 512
 # eligible model. Calibrated on leave-one-source-out data (docs/routing-quality.md, "Confidence").
 MIN_CONFIDENCE = 0.25
 _SHIPPED = "shipped"
-
-
-@dataclass
-class Decision:
-    chosen: ModelSpec
-    policy: PolicyName
-    ranked: list[Candidate]
-    candidates: list[Candidate]
-    neighbours: Sequence[Neighbour]
-    decision_ms: float
-    own_neighbours: Sequence[Neighbour] = ()
-    index_status: str = "ok"
-    vector: np.ndarray | None = field(default=None, repr=False)
-    confidence: float = 1.0
-    confidence_reason: str = ""
-    low_confidence: bool = False
-
-    @property
-    def fallbacks(self) -> list[ModelSpec]:
-        return [c.model for c in self.ranked[1:]]
-
-    def public(self, listed: int | None = None) -> dict[str, object]:
-        """The decision as /api/v1/route shows it; `listed` caps each neighbour list at its most
-        similar rows (None: all k of them)."""
-        position = {id(c): n for n, c in enumerate(self.ranked, start=1)}
-        rows = [c.public(position.get(id(c))) for c in self.ranked]
-        rows += [c.public(None) for c in self.candidates if not c.eligible]
-        top = self.ranked[0]
-        nbs = Neighbours.of(self.neighbours)
-        # most requests have no tenant rows: an empty list costs ~7 µs to turn into arrays
-        own = (Neighbours.of(self.own_neighbours),) if len(self.own_neighbours) else ()
-        return {
-            "model": self.chosen.id,
-            "policy": self.policy,
-            "predicted_quality": round(top.predicted_quality, 4),
-            "estimated_cost_usd": round(top.estimated_cost_usd, 8),
-            "reason": top.notes[0] if top.notes else "only eligible model",
-            "fallbacks": [m.id for m in self.fallbacks],
-            "candidates": rows,
-            # the shared and the tenant's own neighbours together, most similar first
-            "neighbours": _similarity_rows(nbs, *own, limit=listed),
-            "tenant_neighbours": _similarity_rows(*own, limit=listed),
-            "neighbours_total": len(nbs) + len(self.own_neighbours),
-            "tenant_neighbours_total": len(self.own_neighbours),
-            "index": self.index_status,
-            "confidence": round(self.confidence, 3),
-            "low_confidence": self.low_confidence,
-            "confidence_reason": self.confidence_reason,
-            "decision_ms": round(self.decision_ms, 3),
-        }
-
-
-def _similarity_rows(*parts: Neighbours, limit: int | None = None) -> list[dict[str, object]]:
-    """{"id", "similarity"} for the `limit` most similar neighbours of all parts (ties: in the
-    order given). Only the listed rows' ids are gathered, and the common case (one part) takes
-    the fewest numpy calls: each costs microseconds in a cache-cold serving process."""
-    parts = tuple(p for p in parts if len(p))
-    if not parts or limit == 0:
-        return []
-    sims = parts[0].similarities if len(parts) == 1 else np.concatenate([p.similarities for p in parts])
-    order = (-sims).argsort(kind="stable")[:limit]  # methods, not np.argsort/np.round: no wrappers
-    if len(parts) == 1:
-        ids = parts[0].ids_at(order)
-    else:
-        top: list[int] = order.tolist()
-        starts = list(itertools.accumulate((len(p) for p in parts), initial=0))
-        which = [bisect.bisect_right(starts, n) - 1 for n in top]
-        ids = [""] * len(top)
-        for i, part in enumerate(parts):
-            slots = [j for j, w in enumerate(which) if w == i]
-            for j, ident in zip(slots, part.ids_at([top[j] - starts[i] for j in slots]), strict=True):
-                ids[j] = ident
-    rounded = sims[order].round(4).tolist()
-    return [{"id": ident, "similarity": s} for ident, s in zip(ids, rounded, strict=True)]
 
 
 class NeighbourSearch(Protocol):
@@ -144,6 +69,7 @@ class Router:
         difficulty: DifficultyModel | str | None = _SHIPPED,
         min_confidence: float = MIN_CONFIDENCE,
         typicality: TypicalityFloor | str | None = _SHIPPED,
+        tenant_priors: TenantPriors | None = None,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
@@ -168,6 +94,7 @@ class Router:
         local_one = not self._remote_encoder and isinstance(encoder, SingleTextEncoder)
         self._encode_one: Callable[[str], np.ndarray] | None = encoder.encode_one if local_one else None  # type: ignore[union-attr]
         self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
+        self.tenant_priors = tenant_priors if self._own_search is not None else None
 
     def prior_for(self, model: ModelSpec, per_prompt: dict[str, float] | None = None) -> float:
         """The prompt-difficulty prior of the model's tier when there is one, else the mean
@@ -177,6 +104,22 @@ class Router:
                 if key in source:
                     return source[key]
         return model.quality_prior
+
+    async def close(self) -> None:
+        if self.tenant_priors is not None:
+            await self.tenant_priors.close()
+
+    async def shared_estimate(self, vector: np.ndarray, text: str, key: str) -> float:
+        """The shared examples' estimate of outcome `key` for one prompt, as a decision makes it
+        (what a tenant's prior is fitted against, tenant_prior.py)."""
+        model = next((m for m in self.catalog if m.label_keys[0] == key), None)
+        keys = model.label_keys if model is not None else (key,)
+        per_prompt = self.difficulty.predict(text) if self.difficulty is not None and text else {}
+        prior = (
+            self.prior_for(model, per_prompt) if model is not None else per_prompt.get(key, self.priors.get(key, 0.5))
+        )
+        shared = await self.index.search(vector, self.params.k, tenant=None)
+        return predict_qualities(shared, [keys], [prior], self.params)[0].quality
 
     async def encode(self, text: str) -> np.ndarray:
         if self._encode_one is not None:
@@ -241,7 +184,10 @@ class Router:
             else:
                 neighbours, own, index_status = await self.neighbours(vector, req.tenant)
         per_prompt = self.difficulty.predict(req.prompt) if self.difficulty is not None and len(live) > 1 else {}
-        self._predict(candidates, neighbours, own, index_status, per_prompt)
+        mine = None
+        if own and req.tenant is not None and self.tenant_priors is not None:
+            mine = self.tenant_priors.get(req.tenant, self.shared_estimate)
+        self._predict(candidates, neighbours, own, index_status, per_prompt, (mine, req.prompt))
         if req.min_quality is not None:
             for c in candidates:
                 if c.eligible and c.predicted_quality < req.min_quality:
@@ -349,6 +295,7 @@ class Router:
         own: Sequence[Neighbour],
         index_status: str,
         per_prompt: dict[str, float],
+        tenant_prior: tuple[TenantPrior | None, str] = (None, ""),
     ) -> None:
         estimates = estimate(
             neighbours,
@@ -356,6 +303,7 @@ class Router:
             [c.model.label_keys for c in candidates],
             [self.prior_for(c.model, per_prompt) for c in candidates],
             self.params,
+            *tenant_prior,
         )
         anchors = self._tier_anchors(neighbours, per_prompt)
         for c, est in zip(candidates, estimates, strict=True):

@@ -462,6 +462,15 @@ class FakeWeaviate:
                     meta.last_update_time_unix_present = True
                 if request.metadata.vector and obj.vector is not None:
                     meta.vector_bytes = obj.vector.astype(np.float32).tobytes()
+                # named vectors (include_vector=[name]): each object here holds one vector
+                for name in request.metadata.vectors if obj.vector is not None else ():
+                    meta.vectors.append(
+                        base_pb2.Vectors(
+                            name=name,
+                            vector_bytes=obj.vector.astype(np.float32).tobytes(),
+                            type=base_pb2.Vectors.VECTOR_TYPE_SINGLE_FP32,
+                        )
+                    )
                 if not request.HasField("properties") or request.properties.return_all_nonref_properties:
                     names = list(types)
                 else:

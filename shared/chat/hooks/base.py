@@ -17,7 +17,7 @@ from ...examples.feedback_loop import FeedbackExamples
 from ...index.base import ExampleIndex
 from ...providers.base import Completion
 from ...providers.registry import ProviderRegistry
-from ...routing.router import Decision
+from ...routing.decision import Decision
 from ...schemas import ChatCompletionRequest
 from ...shadow.budget import MemoryShadowBudget, ShadowBudget
 from ...store.base import MemoryRequestLog, RequestLogSink

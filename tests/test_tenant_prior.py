@@ -1,0 +1,287 @@
+"""A tenant's own prior (shared/routing/tenant_prior.py): fitted on the tenant's labels over the
+prompt's difficulty features and the shared estimate, refitted in the background, and what the
+tenant's own neighbours are shrunk toward once it exists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shared.catalog import Catalog, ModelSpec
+from shared.encoders.hashing import HashingEncoder
+from shared.examples.labelled import LabelledExample, Neighbours, example_id
+from shared.index.base import IndexUnavailable
+from shared.index.local import LocalIndex
+from shared.routing.predictor import PredictorParams, estimate, predict_qualities
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
+from shared.routing.tenant_prior import TenantPriors, fit_tenant_prior
+
+DIM = 256
+TOPICS = ["invoice", "refund", "shipping", "warranty", "password", "delivery", "discount", "return"]
+KEYS = [("big", "tier:frontier"), ("small", "tier:economy")]
+
+
+def _short(topic: str, i: int) -> str:
+    return f"{topic} question {i}?"
+
+
+def _long(topic: str, i: int) -> str:
+    return f"{topic} question {i}: " + " ".join(f"step {j} of the {topic} case with figure {j * i}" for j in range(12))
+
+
+def _tenant_rows(n: int) -> list[LabelledExample]:
+    """acme's feedback: on its long, many-step prompts only the big model answered well; on its
+    short ones both did. One example per answered request, as feedback makes them."""
+    rows = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        long = i % 2 == 0
+        text = _long(topic, i) if long else _short(topic, i)
+        for model, outcome in (("big", 1.0), ("small", 0.0 if long else 1.0)):
+            rows.append(
+                LabelledExample(
+                    content=text,
+                    outcomes={model: outcome},
+                    tenant="acme",
+                    source="feedback",
+                    label_source="feedback",
+                    id=example_id("feedback", f"r-{i}-{model}"),
+                )
+            )
+    return rows
+
+
+def _shared_rows() -> list[LabelledExample]:
+    """Shared examples of the same topics that say the frontier tier gains 0.4 everywhere."""
+    return [
+        LabelledExample(content=f"{t} general help {i}", outcomes={"tier:frontier": 0.9, "tier:economy": 0.5})
+        for i in range(20)
+        for t in TOPICS
+    ]
+
+
+def _spec(id_: str, tier: str, price: float) -> ModelSpec:
+    return ModelSpec(
+        id=id_,
+        provider="openai",
+        upstream_model=id_,
+        base_url="http://127.0.0.1:1/v1",
+        tier=tier,  # type: ignore[arg-type]
+        context_window=100_000,
+        max_output_tokens=8192,
+        input_usd_per_mtok=price,
+        output_usd_per_mtok=4 * price,
+        latency_ms_p50=500,
+    )
+
+
+CATALOG = Catalog([_spec("big", "frontier", 2.0), _spec("small", "economy", 0.1)])
+
+
+async def _index(encoder: HashingEncoder, tenant_rows: int = 120) -> LocalIndex:
+    index = LocalIndex(encoder.dim)
+    examples = _shared_rows() + _tenant_rows(tenant_rows)
+    await index.upsert(examples, encoder.encode([ex.content for ex in examples]))
+    return index
+
+
+@pytest.fixture
+def encoder() -> HashingEncoder:
+    return HashingEncoder(dim=DIM)
+
+
+def _gain(prior: Any, text: str, shared: tuple[float, float] = (0.9, 0.5)) -> float:
+    big, small = prior.priors(text, KEYS, list(shared))
+    return float(big - small)
+
+
+# --- fitting ---------------------------------------------------------------------------------
+
+
+def test_the_prior_learns_what_the_tenants_labels_say_about_the_prompts_form() -> None:
+    rows = _tenant_rows(80)
+    prior = fit_tenant_prior(
+        [ex.content for ex in rows], [ex.outcomes for ex in rows], [dict.fromkeys(ex.outcomes, 0.7) for ex in rows]
+    )
+    assert prior is not None and prior.examples == len(rows)
+    assert set(prior.weights) == {"big", "small"}
+    long_gain, short_gain = _gain(prior, _long("refund", 999)), _gain(prior, _short("refund", 999))
+    assert long_gain > 0.6 and short_gain < 0.2
+    big, small = prior.priors(_short("refund", 999), KEYS, [0.9, 0.5])
+    assert 0.01 <= small <= 0.99 and 0.01 <= big <= 0.99
+
+
+def test_the_prior_learns_how_far_the_shared_estimate_speaks_for_the_tenant() -> None:
+    """Prompts of one form, outcomes that follow the shared estimate: the prior follows it too."""
+    rng = np.random.default_rng(0)
+    texts = [f"ticket {i} about an order" for i in range(200)]
+    shared = rng.uniform(0.1, 0.9, size=200)
+    outcomes = [{"small": float(rng.random() < s)} for s in shared]
+    prior = fit_tenant_prior(texts, outcomes, [{"small": float(s)} for s in shared])
+    assert prior is not None
+    low, high = (prior.priors("ticket 7 about an order", [("small",)], [s])[0] for s in (0.2, 0.8))
+    assert low is not None and high is not None and high - low > 0.3
+
+
+def test_keys_with_too_few_labels_get_no_prior() -> None:
+    texts = [f"prompt {i}" for i in range(40)]
+    outcomes = [{"big": 1.0} if i < 35 else {"small": 0.0} for i in range(40)]
+    prior = fit_tenant_prior(texts, outcomes, [dict.fromkeys(o, 0.5) for o in outcomes], min_examples=30)
+    assert prior is not None and set(prior.weights) == {"big"}
+    big, small = prior.priors("prompt 99", KEYS, [0.8, 0.4])
+    assert big is not None and small is None  # the shared estimate stays the target for `small`
+    assert fit_tenant_prior(texts[:10], outcomes[:10], [dict.fromkeys(o, 0.5) for o in outcomes[:10]]) is None
+
+
+def test_examples_without_text_fit_on_the_shared_estimate_alone() -> None:
+    """A tenant that stores no prompt text has examples with empty content: the text features
+    are constant, get no weight, and the prompt's form does not move the prior."""
+    shared = np.linspace(0.1, 0.9, 60)
+    prior = fit_tenant_prior([""] * 60, [{"small": float(s > 0.5)} for s in shared], [{"small": s} for s in shared])
+    assert prior is not None
+    a = prior.priors("hi", [("small",)], [0.5])[0]
+    b = prior.priors(_long("invoice", 3), [("small",)], [0.5])[0]
+    assert a == pytest.approx(b)
+
+
+# --- the estimate ------------------------------------------------------------------------------
+
+
+def test_the_tenants_neighbours_are_shrunk_toward_its_prior_as_strongly_as_shared_ones_toward_theirs() -> None:
+    rows = _tenant_rows(80)
+    prior = fit_tenant_prior(
+        [ex.content for ex in rows], [ex.outcomes for ex in rows], [dict.fromkeys(ex.outcomes, 0.7) for ex in rows]
+    )
+    assert prior is not None
+    params = PredictorParams()
+    shared = Neighbours(["s"], np.array([0.9]), np.ones(1), ["tier:frontier", "tier:economy"], np.array([[0.9, 0.5]]))
+    own = Neighbours(["o1", "o2"], np.array([0.8, 0.6]), np.ones(2), ["big", "small"], np.array([[1.0, 1.0]] * 2))
+    text = _long("refund", 5)
+    base = predict_qualities(shared, KEYS, [0.7, 0.6], params)
+    target = prior.priors(text, KEYS, [e.quality for e in base])
+    got = estimate(shared, own, KEYS, [0.7, 0.6], params, prior, text)
+    mass = 0.8**2 + 0.6**2
+    for est, t in zip(got, target, strict=True):
+        assert t is not None
+        assert est.quality == pytest.approx((mass * 1.0 + params.tenant_prior_strength * t) / (mass + 20.0))
+    # without the prior: toward the shared estimate, by a fifth of one example
+    plain = estimate(shared, own, KEYS, [0.7, 0.6], params)
+    assert plain[1].quality == pytest.approx((mass + 0.2 * base[1].quality) / (mass + 0.2))
+    # no own neighbours: the prior is not read, the shared estimate stands
+    assert estimate(shared, [], KEYS, [0.7, 0.6], params, prior, text) == base
+
+
+# --- in the router ---------------------------------------------------------------------------
+
+
+async def test_the_router_fits_a_tenants_prior_in_the_background_and_then_routes_by_it(
+    encoder: HashingEncoder,
+) -> None:
+    index = await _index(encoder)
+    priors = TenantPriors(index)
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    plain = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None)
+    # a long prompt in other words than acme's long ones: its neighbours are acme's refund
+    # prompts of both lengths, and only the prompt's form says which kind it is
+    long_q = "refund question 1001: " + " ".join(f"part {j}, an amount of {j * 7} euros" for j in range(12))
+    short_q = _short("refund", 1002)
+
+    def gain(d: Any) -> float:
+        q = {c.model.id: c.predicted_quality for c in d.candidates}
+        return float(q["big"] - q["small"])
+
+    first = await router.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="acme"))
+    before = await plain.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="acme"))
+    assert gain(first) == pytest.approx(gain(before))  # nothing fitted yet: the decision did not wait
+    for _ in range(200):  # the fit runs beside the decisions
+        if priors.get("acme", router.shared_estimate) is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert priors.get("acme", router.shared_estimate) is not None
+    by_prior = [await router.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (long_q, short_q)]
+    by_kNN = [await plain.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (long_q, short_q)]
+    # the prior tells acme's long prompts from its short ones more sharply than its neighbours alone
+    assert gain(by_prior[0]) - gain(by_prior[1]) > gain(by_kNN[0]) - gain(by_kNN[1]) + 0.1
+    assert gain(by_prior[1]) < gain(by_kNN[1])
+    # another tenant, and a request without one, never read acme's prior
+    other = await router.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="other"))
+    assert not other.own_neighbours and "other" not in priors._fitted
+    await router.close()
+
+
+async def test_a_stale_prior_is_refitted_and_an_index_outage_keeps_the_last_one(
+    encoder: HashingEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = await _index(encoder, tenant_rows=60)
+    now = [0.0]
+    priors = TenantPriors(index, refresh_s=60.0, clock=lambda: now[0])
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    first = await priors.refresh("acme", router.shared_estimate)
+    assert first is not None and first.examples == 120
+    assert priors.get("acme", router.shared_estimate) is first and not priors._running  # fresh: no refit
+    more = _tenant_rows(90)[120:]
+    await index.upsert(more, encoder.encode([ex.content for ex in more]))
+    now[0] = 61.0
+    assert priors.get("acme", router.shared_estimate) is first  # stale: still answers, refits beside
+    await asyncio.gather(*priors._running.values())
+    refitted = priors.get("acme", router.shared_estimate)
+    assert refitted is not None and refitted.examples == 180
+
+    class Down:
+        async def own_examples(self, tenant: str, *, limit: int) -> Any:
+            raise IndexUnavailable("Weaviate is down")
+
+    priors.source = Down()  # type: ignore[assignment]
+    now[0] = 200.0
+    with caplog.at_level(logging.WARNING, logger="shared.routing.tenant_prior"):
+        assert priors.get("acme", router.shared_estimate) is refitted
+        await asyncio.gather(*priors._running.values())
+    assert priors.get("acme", router.shared_estimate) is refitted  # kept, and not retried at once
+    assert not priors._running
+    assert "could not fit tenant acme's prior: IndexUnavailable" in caplog.text
+
+
+async def test_at_most_max_tenants_priors_are_kept_and_close_cancels_running_fits(encoder: HashingEncoder) -> None:
+    index = await _index(encoder, tenant_rows=40)
+    priors = TenantPriors(index, max_tenants=2)
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    for tenant in ("acme", "b", "c"):
+        await priors.refresh(tenant, router.shared_estimate)
+    assert list(priors._fitted) == ["b", "c"]  # the least recently used went first
+    gate = asyncio.Event()
+
+    async def slow(vector: np.ndarray, text: str, key: str) -> float:
+        await gate.wait()
+        return 0.5
+
+    priors.get("acme", slow)
+    assert "acme" in priors._running
+    await priors.close()
+    assert not priors._running
+
+
+async def test_a_tenants_examples_and_vectors_read_the_same_from_weaviate_and_the_local_index(
+    encoder: HashingEncoder, make_weaviate_index: Callable[..., Any]
+) -> None:
+    local = await _index(encoder, tenant_rows=30)
+    remote = make_weaviate_index(encoder.dim, encoder.name)
+    examples = _shared_rows() + _tenant_rows(30)
+    await remote.upsert(examples, encoder.encode([ex.content for ex in examples]))
+    a, va = await local.own_examples("acme", limit=1000)
+    b, vb = await remote.own_examples("acme", limit=1000)
+    assert len(a) == len(b) == 60 and {ex.tenant for ex in b} == {"acme"}
+    by_id = {ex.id: (ex, v) for ex, v in zip(b, vb, strict=True)}
+    for ex, v in zip(a, va, strict=True):
+        other, w = by_id[ex.id]
+        assert (other.content, other.outcomes) == (ex.content, ex.outcomes)
+        assert np.allclose(v, w, atol=1e-6)
+    assert len((await remote.own_examples("acme", limit=7))[0]) == 7
+    assert (await remote.own_examples("nobody", limit=10))[0] == []
+    empty, vectors = await local.own_examples("nobody", limit=10)
+    assert empty == [] and vectors.shape == (0, encoder.dim)
