@@ -105,7 +105,7 @@ def _gain(prior: Any, text: str, shared: tuple[float, float] = (0.9, 0.5)) -> fl
 
 
 def test_the_prior_learns_what_the_tenants_labels_say_about_the_prompts_form() -> None:
-    rows = _tenant_rows(80)
+    rows = _tenant_rows(120)
     prior = fit_tenant_prior(
         [ex.content for ex in rows], [ex.outcomes for ex in rows], [dict.fromkeys(ex.outcomes, 0.7) for ex in rows]
     )
@@ -136,14 +136,18 @@ def test_keys_with_too_few_labels_get_no_prior() -> None:
     assert prior is not None and set(prior.weights) == {"big"}
     big, small = prior.priors("prompt 99", KEYS, [0.8, 0.4])
     assert big is not None and small is None  # the shared estimate stays the target for `small`
-    assert fit_tenant_prior(texts[:10], outcomes[:10], [dict.fromkeys(o, 0.5) for o in outcomes[:10]]) is None
+    # the default asks for ten labels per coefficient
+    assert fit_tenant_prior(texts, outcomes, [dict.fromkeys(o, 0.5) for o in outcomes]) is None
+    many = [f"prompt {i}" for i in range(130)]
+    fitted = fit_tenant_prior(many, [{"big": float(i % 2)} for i in range(130)], [{"big": 0.5}] * 130)
+    assert fitted is not None and set(fitted.weights) == {"big"}
 
 
 def test_examples_without_text_fit_on_the_shared_estimate_alone() -> None:
     """A tenant that stores no prompt text has examples with empty content: the text features
     are constant, get no weight, and the prompt's form does not move the prior."""
-    shared = np.linspace(0.1, 0.9, 60)
-    prior = fit_tenant_prior([""] * 60, [{"small": float(s > 0.5)} for s in shared], [{"small": s} for s in shared])
+    shared = np.linspace(0.1, 0.9, 160)
+    prior = fit_tenant_prior([""] * 160, [{"small": float(s > 0.5)} for s in shared], [{"small": s} for s in shared])
     assert prior is not None
     a = prior.priors("hi", [("small",)], [0.5])[0]
     b = prior.priors(_long("invoice", 3), [("small",)], [0.5])[0]
@@ -154,7 +158,7 @@ def test_examples_without_text_fit_on_the_shared_estimate_alone() -> None:
 
 
 def test_the_tenants_neighbours_are_shrunk_toward_its_prior_as_strongly_as_shared_ones_toward_theirs() -> None:
-    rows = _tenant_rows(80)
+    rows = _tenant_rows(120)
     prior = fit_tenant_prior(
         [ex.content for ex in rows], [ex.outcomes for ex in rows], [dict.fromkeys(ex.outcomes, 0.7) for ex in rows]
     )
@@ -199,6 +203,7 @@ async def test_the_router_fits_a_tenants_prior_in_the_background_and_then_routes
     first = await router.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="acme"))
     before = await plain.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="acme"))
     assert gain(first) == pytest.approx(gain(before))  # nothing fitted yet: the decision did not wait
+    assert first.public()["tenant_prior_examples"] == 0
     for _ in range(200):  # the fit runs beside the decisions
         if priors.get("acme", router.shared_estimate) is not None:
             break
@@ -209,6 +214,7 @@ async def test_the_router_fits_a_tenants_prior_in_the_background_and_then_routes
     # the prior tells acme's long prompts from its short ones more sharply than its neighbours alone
     assert gain(by_prior[0]) - gain(by_prior[1]) > gain(by_kNN[0]) - gain(by_kNN[1]) + 0.1
     assert gain(by_prior[1]) < gain(by_kNN[1])
+    assert [d.public()["tenant_prior_examples"] for d in by_prior] == [240, 240]  # /api/v1/route says so
     # another tenant, and a request without one, never read acme's prior
     other = await router.decide(RoutingRequest(prompt=short_q, policy="balanced", tenant="other"))
     assert not other.own_neighbours and "other" not in priors._fitted
@@ -220,7 +226,7 @@ async def test_a_stale_prior_is_refitted_and_an_index_outage_keeps_the_last_one(
 ) -> None:
     index = await _index(encoder, tenant_rows=60)
     now = [0.0]
-    priors = TenantPriors(index, refresh_s=60.0, clock=lambda: now[0])
+    priors = TenantPriors(index, refresh_s=60.0, min_examples=30, clock=lambda: now[0])
     router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
     first = await priors.refresh("acme", router.shared_estimate)
     assert first is not None and first.examples == 120

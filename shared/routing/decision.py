@@ -29,6 +29,7 @@ class Decision:
     confidence: float = 1.0
     confidence_reason: str = ""
     low_confidence: bool = False
+    tenant_prior_examples: int = 0  # the examples the tenant's own prior was fitted on (0: none used)
 
     @property
     def fallbacks(self) -> list[ModelSpec]:
@@ -61,6 +62,7 @@ class Decision:
             "confidence": round(self.confidence, 3),
             "low_confidence": self.low_confidence,
             "confidence_reason": self.confidence_reason,
+            "tenant_prior_examples": self.tenant_prior_examples,
             "decision_ms": round(self.decision_ms, 3),
         }
 

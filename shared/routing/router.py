@@ -224,6 +224,7 @@ class Router:
             confidence=confidence,
             confidence_reason=why,
             low_confidence=unsure,
+            tenant_prior_examples=mine.examples if mine is not None else 0,
         )
 
     def _confidence(self, candidates: Sequence[Candidate], live: int, index_status: str) -> tuple[float, str, bool]:

@@ -34,8 +34,10 @@ from .difficulty import feature_values
 log = logging.getLogger(__name__)
 
 _CLIP = 3.0
-# below this many labelled prompts for a key, a ridge over a dozen features is mostly noise
-MIN_EXAMPLES = 30
+# ten labels per coefficient (the usual rule for a regression's sample size): below it a ridge
+# over a dozen coefficients overrides a tenant's own neighbours with noise (on a ten-task mix,
+# 100 labels per model with the prior scored 0.605 against 0.662 without; docs/routing-quality.md)
+MIN_EXAMPLES = 120
 # the shared estimate for each of the tenant's examples is a search: cap the examples read
 MAX_EXAMPLES = 2000
 
@@ -190,6 +192,8 @@ class TenantPriors:
             min_examples=self.min_examples,
         )
         self._keep(tenant, _Fitted(prior, self._clock()))
+        if prior is not None:
+            log.info("fitted tenant %s's prior on %d examples (%s)", tenant, prior.examples, ", ".join(prior.weights))
         return prior
 
     def _keep(self, tenant: str, fitted: _Fitted) -> None:
