@@ -209,7 +209,9 @@ async def test_the_router_fits_a_tenants_prior_in_the_background_and_then_routes
             break
         await asyncio.sleep(0.01)
     assert priors.get("acme", router.shared_estimate) is not None
-    by_prior = [await router.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (long_q, short_q)]
+    by_prior = [
+        await router.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (long_q, short_q)
+    ]
     by_kNN = [await plain.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (long_q, short_q)]
     # the prior tells acme's long prompts from its short ones more sharply than its neighbours alone
     assert gain(by_prior[0]) - gain(by_prior[1]) > gain(by_kNN[0]) - gain(by_kNN[1]) + 0.1
