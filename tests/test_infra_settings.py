@@ -35,6 +35,7 @@ _REASONS: dict[str, list[str]] = {
         "COST_QUALITY_MARGIN",
         "BALANCED_COST_WEIGHT",
         "BALANCED_UPGRADE_CONFIDENCE",
+        "TENANT_PRIOR_REFRESH_S",
         "MAX_BODY_BYTES",
         "MAX_MESSAGES",
         "MAX_TOTAL_CHARS",
