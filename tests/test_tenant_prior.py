@@ -255,6 +255,29 @@ async def test_a_stale_prior_is_refitted_and_an_index_outage_keeps_the_last_one(
     assert "could not fit tenant acme's prior: IndexUnavailable" in caplog.text
 
 
+async def test_a_fit_gives_the_event_loop_back_between_its_searches(encoder: HashingEncoder) -> None:
+    """The local index's searches never suspend: a fit of 240 examples must still let decisions run."""
+    index = await _index(encoder)
+    priors = TenantPriors(index)
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    ticks = 0
+    done = asyncio.Event()
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    prior = await priors.refresh("acme", router.shared_estimate)
+    done.set()
+    await beside
+    assert prior is not None and prior.examples == 240
+    assert ticks >= 240 // 8
+
+
 async def test_at_most_max_tenants_priors_are_kept_and_close_cancels_running_fits(encoder: HashingEncoder) -> None:
     index = await _index(encoder, tenant_rows=40)
     priors = TenantPriors(index, max_tenants=2)

@@ -40,6 +40,7 @@ _CLIP = 3.0
 MIN_EXAMPLES = 120
 # the shared estimate for each of the tenant's examples is a search: cap the examples read
 MAX_EXAMPLES = 2000
+_YIELD_EVERY = 8  # searches between two yields to the event loop (~1 ms of the local index's time)
 
 
 class OwnExamples(Protocol):
@@ -180,10 +181,13 @@ class TenantPriors:
     async def refresh(self, tenant: str, shared: SharedEstimate) -> TenantPrior | None:
         """Fit the tenant's prior now from its examples in the index."""
         examples, vectors = await self.source.own_examples(tenant, limit=self.max_examples)
-        estimates = [
-            {key: await shared(vector, ex.content, key) for key in ex.outcomes}
-            for ex, vector in zip(examples, vectors, strict=True)
-        ]
+        estimates = []
+        for n, (ex, vector) in enumerate(zip(examples, vectors, strict=True), start=1):
+            estimates.append({key: await shared(vector, ex.content, key) for key in ex.outcomes})
+            if n % _YIELD_EVERY == 0:
+                # an in-process search never gives the event loop back: decisions must not wait
+                # for two thousand of them
+                await asyncio.sleep(0)
         prior = await asyncio.to_thread(
             fit_tenant_prior,
             [ex.content for ex in examples],
