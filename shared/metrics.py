@@ -90,6 +90,18 @@ def count_low_confidence(tenant: str | None, policy: str, low_confidence: bool) 
         LOW_CONFIDENCE.labels(tenant=tenant or "-", policy=policy).inc()
 
 
+TENANT_PRIOR_FITS = Counter(
+    "llm_router_tenant_prior_fits_total",
+    "Fits of a tenant's own prior (routing/tenant_prior.py), by outcome: fitted, too_few_labels "
+    "(no model has 120 labels yet), failed (the index could not be read; the last fit stays).",
+    ["outcome"],
+)
+
+
+def count_tenant_prior_fit(outcome: str) -> None:
+    TENANT_PRIOR_FITS.labels(outcome=outcome).inc()
+
+
 DEAD_LETTERS = Counter(
     "llm_router_dead_letters_total",
     "Rows the database refused, moved to the dead_letters table instead of blocking their batch, by kind.",

@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.catalog import Catalog, ModelSpec
 from shared.encoders.hashing import HashingEncoder
 from shared.examples.labelled import LabelledExample, Neighbours, example_id
 from shared.index.base import IndexUnavailable
 from shared.index.local import LocalIndex
+from shared.metrics import count_tenant_prior_fit, render
 from shared.routing.predictor import PredictorParams, estimate, predict_qualities
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
@@ -228,7 +230,8 @@ async def test_a_stale_prior_is_refitted_and_an_index_outage_keeps_the_last_one(
 ) -> None:
     index = await _index(encoder, tenant_rows=60)
     now = [0.0]
-    priors = TenantPriors(index, refresh_s=60.0, min_examples=30, clock=lambda: now[0])
+    told: list[str] = []
+    priors = TenantPriors(index, refresh_s=60.0, min_examples=30, clock=lambda: now[0], on_fit=told.append)
     router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
     first = await priors.refresh("acme", router.shared_estimate)
     assert first is not None and first.examples == 120
@@ -253,6 +256,17 @@ async def test_a_stale_prior_is_refitted_and_an_index_outage_keeps_the_last_one(
     assert priors.get("acme", router.shared_estimate) is refitted  # kept, and not retried at once
     assert not priors._running
     assert "could not fit tenant acme's prior: IndexUnavailable" in caplog.text
+    assert told == ["fitted", "fitted", "failed"]
+    priors.source = index
+    assert await priors.refresh("nobody", router.shared_estimate) is None
+    assert told[-1] == "too_few_labels"
+
+
+def test_fits_are_counted_for_operators() -> None:
+    before = REGISTRY.get_sample_value("llm_router_tenant_prior_fits_total", {"outcome": "failed"}) or 0.0
+    count_tenant_prior_fit("failed")
+    assert REGISTRY.get_sample_value("llm_router_tenant_prior_fits_total", {"outcome": "failed"}) == before + 1
+    assert b'llm_router_tenant_prior_fits_total{outcome="failed"}' in render()[0]
 
 
 async def test_a_fit_gives_the_event_loop_back_between_its_searches(encoder: HashingEncoder) -> None:

@@ -37,6 +37,7 @@ from ..health import Details, HealthChecks, cache_probe, index_probe, providers_
 from ..index.base import ExampleIndex
 from ..index.local import LocalIndex
 from ..jobs.service import JobService
+from ..metrics import count_tenant_prior_fit
 from ..probe import Probe
 from ..providers.registry import ProviderRegistry
 from ..routing.predictor import PredictorParams, outcome_priors
@@ -133,7 +134,9 @@ def build_router(
 ) -> Router:
     tenant_priors = None
     if s.tenant_prior_refresh_s > 0 and callable(getattr(index, "own_examples", None)):
-        tenant_priors = TenantPriors(cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s)
+        tenant_priors = TenantPriors(
+            cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s, on_fit=count_tenant_prior_fit
+        )
     return Router(
         catalog,
         encoder,

@@ -141,8 +141,10 @@ class TenantPriors:
         max_examples: int = MAX_EXAMPLES,
         max_tenants: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        on_fit: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
+        self.on_fit = on_fit  # told each fit's outcome: fitted, too_few_labels or failed (for /metrics)
         self.refresh_s = refresh_s
         self.min_examples = min_examples
         self.max_examples = max_examples
@@ -175,6 +177,7 @@ class TenantPriors:
             await self.refresh(tenant, shared)
         except Exception as exc:  # the index being down must not fail routing: keep the last prior
             log.warning("could not fit tenant %s's prior: %s", tenant, type(exc).__name__)
+            self._told("failed")
             previous = self._fitted.get(tenant)
             self._keep(tenant, _Fitted(previous.prior if previous else None, self._clock()))
 
@@ -198,7 +201,12 @@ class TenantPriors:
         self._keep(tenant, _Fitted(prior, self._clock()))
         if prior is not None:
             log.info("fitted tenant %s's prior on %d examples (%s)", tenant, prior.examples, ", ".join(prior.weights))
+        self._told("fitted" if prior is not None else "too_few_labels")
         return prior
+
+    def _told(self, outcome: str) -> None:
+        if self.on_fit is not None:
+            self.on_fit(outcome)
 
     def _keep(self, tenant: str, fitted: _Fitted) -> None:
         self._fitted[tenant] = fitted
