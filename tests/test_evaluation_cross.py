@@ -36,6 +36,21 @@ def _untimed(lines: list[dict[str, object]]) -> list[dict[str, object]]:
     return [{k: v for k, v in line.items() if k != "decision_ms_p50"} for line in lines]
 
 
+def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(encoding="utf-8", newline="") as src:
+        reader = csv.DictReader(src)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def _rows(path: Path) -> int:
     return len(list(read_labelled_csv(path, model_columns=[STRONG, WEAK])))
 
@@ -164,9 +179,7 @@ def test_a_file_the_user_names_wrongly_gets_a_one_line_error(tmp_path: Path) -> 
 
 
 def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows_out(tmp_path: Path) -> None:
-    with (MMLU_DIR / "mmlu_virology.csv").open(encoding="utf-8", newline="") as src:
-        reader = csv.DictReader(src)
-        fields, rows = reader.fieldnames or [], list(reader)
+    fields, rows = _read_csv(MMLU_DIR / "mmlu_virology.csv")
     holes = {
         1: (STRONG, ""),
         4: (WEAK, "nan"),
@@ -177,11 +190,7 @@ def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows
     }
     for i, (col, marker) in holes.items():
         rows[i][col] = marker
-    test = tmp_path / "holes.csv"
-    with test.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    test = _write_csv(tmp_path / "holes.csv", fields, rows)
     out = _run_evaluate("--train", str(MMLU_DIR / "mmlu_marketing.csv"), "--test", str(test))
     line = json.loads(out.stdout)
     assert line["n_test"] == len(rows) - len(holes)
@@ -191,17 +200,11 @@ def test_missing_outcomes_as_spreadsheets_and_pandas_write_them_leave_their_rows
 
 
 def test_rows_without_a_prompt_are_left_out_and_counted(tmp_path: Path) -> None:
-    with (MMLU_DIR / "mmlu_virology.csv").open(encoding="utf-8", newline="") as src:
-        reader = csv.DictReader(src)
-        fields, rows = reader.fieldnames or [], list(reader)
+    fields, rows = _read_csv(MMLU_DIR / "mmlu_virology.csv")
     for i in (2, 5, 11):
         rows[i]["prompt"] = ""
     rows[3][WEAK] = "nan"
-    test = tmp_path / "blanks.csv"
-    with test.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    test = _write_csv(tmp_path / "blanks.csv", fields, rows)
     out = _run_evaluate("--train", str(MMLU_DIR / "mmlu_marketing.csv"), "--test", str(test))
     assert json.loads(out.stdout)["n_test"] == len(rows) - 4
     assert f"3 of {len(rows)} rows have no prompt; left out" in out.stderr
@@ -212,13 +215,8 @@ def test_rows_without_a_prompt_are_left_out_and_counted(tmp_path: Path) -> None:
 def test_prompt_column_names_the_prompt_in_a_users_file(tmp_path: Path) -> None:
     # AlpacaEval-style files call it "instruction"; the training file keeps "prompt" and is read as before
     virology = MMLU_DIR / "mmlu_virology.csv"
-    with virology.open(encoding="utf-8", newline="") as src:
-        rows = [{("instruction" if k == "prompt" else k): v for k, v in row.items()} for row in csv.DictReader(src)]
-    renamed = tmp_path / "instructions.csv"
-    with renamed.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = [{("instruction" if k == "prompt" else k): v for k, v in row.items()} for row in _read_csv(virology)[1]]
+    renamed = _write_csv(tmp_path / "instructions.csv", list(rows[0]), rows)
     train = str(MMLU_DIR / "mmlu_marketing.csv")
     as_prompt = _untimed(_evaluate("--train", train, "--test", str(virology)))
     as_instruction = _untimed(_evaluate("--train", train, "--test", str(renamed), "--prompt-column", "instruction"))

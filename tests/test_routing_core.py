@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from shared.routing.predictor import PredictorParams, evidence_by_key, outcome_p
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
 from tests.conftest import MMLU_DIR, ROOT
+from tests.model_specs import model_spec
 
 # the labelled data beside the repository (../shared/data), when this checkout has it
 DATA_ROOT = next(
@@ -162,20 +164,8 @@ async def test_predicted_gain_tracks_real_outcomes(
     assert g[t > 0].mean() > g[t <= 0].mean()
 
 
-def _spec(id_: str, tier: str, price_in: float, price_out: float, latency: float, **kw: object) -> ModelSpec:
-    return ModelSpec(
-        id=id_,
-        provider="openai",
-        upstream_model=id_,
-        base_url="http://127.0.0.1:1/v1",
-        tier=tier,  # type: ignore[arg-type]
-        context_window=kw.pop("context_window", 100_000),  # type: ignore[arg-type]
-        max_output_tokens=kw.pop("max_output_tokens", 8192),  # type: ignore[arg-type]
-        input_usd_per_mtok=price_in,
-        output_usd_per_mtok=price_out,
-        latency_ms_p50=latency,
-        capabilities=kw.pop("capabilities", frozenset({"tools", "json"})),  # type: ignore[arg-type]
-    )
+def _spec(id_: str, tier: str, price_in: float, price_out: float, latency: float, **kw: Any) -> ModelSpec:
+    return model_spec(id_, tier, price_in, price_out, latency, **({"capabilities": frozenset({"tools", "json"})} | kw))
 
 
 def _cands(*rows: tuple[ModelSpec, float]) -> list[Candidate]:

@@ -11,31 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.catalog import Catalog, ModelSpec
+from shared.catalog import Catalog
 from shared.encoders.hashing import HashingEncoder
 from shared.examples.labelled import LabelledExample, Neighbours, example_id
 from shared.index.local import LocalIndex
 from shared.routing.predictor import PredictorParams, estimate
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
+from tests.model_specs import model_spec
 
 DIM = 256
 COUNTRIES = ["france", "spain", "italy", "germany", "poland", "norway", "greece", "egypt", "japan", "chile"]
-
-
-def _spec(id_: str, tier: str, price_in: float, price_out: float) -> ModelSpec:
-    return ModelSpec(
-        id=id_,
-        provider="openai",
-        upstream_model=id_,
-        base_url="http://127.0.0.1:1/v1",
-        tier=tier,  # type: ignore[arg-type]
-        context_window=100_000,
-        max_output_tokens=8192,
-        input_usd_per_mtok=price_in,
-        output_usd_per_mtok=price_out,
-        latency_ms_p50=500,
-    )
 
 
 def _examples() -> list[LabelledExample]:
@@ -83,7 +69,7 @@ async def test_a_tenants_labels_are_not_crowded_out_by_shared_examples(encoder: 
     estimate was everyone's)."""
     index = LocalIndex(encoder.dim)
     examples = await _filled(index, encoder)
-    catalog = Catalog([_spec("big", "frontier", 2.0, 8.0), _spec("small", "economy", 0.1, 0.4)])
+    catalog = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
     router = Router(catalog, encoder, index, params=PredictorParams(k=20), difficulty=None)
     prompt = "what is the capital city of france"
     acme = await router.decide(RoutingRequest(prompt=prompt, policy="cost", tenant="acme"))
@@ -175,7 +161,7 @@ async def test_a_prompt_unlike_the_examples_is_low_confidence_by_the_calibrated_
         vectors, index.search_sync, encoder=encoder.name, k=params.k, power=params.similarity_power, rate=0.01
     )
     assert floor.floor > 0 and floor.sample == len(shared)
-    catalog = Catalog([_spec("big", "frontier", 2.0, 8.0), _spec("small", "economy", 0.1, 0.4)])
+    catalog = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
     router = Router(catalog, encoder, index, params=params, difficulty=None, typicality=floor)
     known = await router.decide(RoutingRequest(prompt="what is the capital city of chile", policy="balanced"))
     assert not known.low_confidence and known.chosen.id == "big"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.catalog import Catalog, ModelSpec
+from shared.catalog import Catalog
 from shared.encoders.hashing import HashingEncoder
 from shared.examples.labelled import LabelledExample, Neighbours, example_id
 from shared.index.base import IndexUnavailable
@@ -23,6 +23,7 @@ from shared.routing.predictor import PredictorParams, estimate, predict_qualitie
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
 from shared.routing.tenant_prior import TenantPriors, fit_tenant_prior
+from tests.model_specs import model_spec
 
 DIM = 256
 TOPICS = ["invoice", "refund", "shipping", "warranty", "password", "delivery", "discount", "return"]
@@ -68,22 +69,7 @@ def _shared_rows() -> list[LabelledExample]:
     ]
 
 
-def _spec(id_: str, tier: str, price: float) -> ModelSpec:
-    return ModelSpec(
-        id=id_,
-        provider="openai",
-        upstream_model=id_,
-        base_url="http://127.0.0.1:1/v1",
-        tier=tier,  # type: ignore[arg-type]
-        context_window=100_000,
-        max_output_tokens=8192,
-        input_usd_per_mtok=price,
-        output_usd_per_mtok=4 * price,
-        latency_ms_p50=500,
-    )
-
-
-CATALOG = Catalog([_spec("big", "frontier", 2.0), _spec("small", "economy", 0.1)])
+CATALOG = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
 
 
 async def _index(encoder: HashingEncoder, tenant_rows: int = 120) -> LocalIndex:
