@@ -28,7 +28,7 @@ import numpy as np
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "difficulty.json"
 _HEAD = 4000
-_CLIP = 3.0
+CLIP_SD = 3.0
 TIER_ORDER = ("tier:economy", "tier:balanced", "tier:frontier")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _MATH = re.compile(r"[=+*/^<>\\$]|\\frac|\\sqrt")
@@ -50,11 +50,7 @@ FEATURES = (
 )
 
 
-# a decision reads one prompt's features twice (the shipped prior and a tenant's own): the last
-# few are kept, and a str caches its own hash, so a hit costs a lookup
-@functools.lru_cache(maxsize=4)
-def feature_values(text: str) -> tuple[float, ...]:
-    """The feature row of one prompt (see FEATURES), as plain floats."""
+def _feature_row(text: str) -> tuple[float, ...]:
     head = text[:_HEAD]
     n = max(len(head), 1)
     # map() over the str methods: no Python frame per character (a 4,000-character prompt)
@@ -76,9 +72,43 @@ def feature_values(text: str) -> tuple[float, ...]:
     )
 
 
+# a decision reads one prompt's features twice (the shipped prior and a tenant's own): the last
+# few are kept, and a str caches its own hash, so a hit costs a lookup
+feature_values = functools.lru_cache(maxsize=4)(_feature_row)
+feature_values.__doc__ = "The feature row of one prompt (see FEATURES), as plain floats."
+
+
 def features(text: str) -> np.ndarray:
-    """The feature row of one prompt (see FEATURES)."""
-    return np.array(feature_values(text))
+    """The feature row of one prompt (see FEATURES), for fitting: not cached, so that fitting on
+    thousands of prompts does not push out what a decision reads."""
+    return np.array(_feature_row(text))
+
+
+def clipped_row(values: Sequence[float], mean: Sequence[float], scale: Sequence[float]) -> list[float]:
+    """[1, the standardised features clipped to ±3 sd]: a prompt unlike every example used in
+    fitting (a two-letter greeting) is not extrapolated to extremes. Plain floats: a dozen of
+    them cost less than the numpy calls they would replace on every decision."""
+    return [1.0] + [
+        min(CLIP_SD, max(-CLIP_SD, (v - m) / sd)) for v, m, sd in zip(values[1:], mean[1:], scale[1:], strict=True)
+    ]
+
+
+def standardise(x: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted mean and spread of each feature column; the bias column stays 1 and a
+    constant column (prompts without text) is left unscaled, so it gets no weight."""
+    mean = np.average(x, axis=0, weights=weights) if len(x) else np.zeros(x.shape[1])
+    scale = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=weights)) if len(x) else np.ones(x.shape[1])
+    mean[0], scale[0] = 0.0, 1.0
+    scale[scale < 1e-9] = 1.0
+    return mean, scale
+
+
+def ridge_solve(a: np.ndarray, y: np.ndarray, weights: np.ndarray, ridge: float) -> np.ndarray:
+    """Weighted ridge regression on the columns of `a`, the first (the intercept) not shrunk."""
+    penalty = ridge * weights.sum() / max(len(y), 1) * np.eye(a.shape[1])
+    penalty[0, 0] = 0.0
+    solved: np.ndarray = np.linalg.solve(a.T @ (a * weights[:, None]) + penalty, a.T @ (weights * y))
+    return solved
 
 
 @dataclass(frozen=True)
@@ -95,17 +125,13 @@ class DifficultyModel:
         object.__setattr__(self, "_plain", (*plain, {k: [float(v) for v in w] for k, w in self.weights.items()}))
 
     def predict(self, text: str) -> dict[str, float]:
-        """Expected outcome per key. Features are clipped to the range seen in fitting (±3 sd)
-        so that a prompt unlike every example (a two-letter greeting) is not extrapolated to
-        extremes, and the tiers are kept in order (economy <= balanced <= frontier: in
-        expectation a stronger tier is no worse), pooling adjacent values that cross."""
+        """Expected outcome per key (features clipped as `clipped_row`), the tiers kept in order
+        (economy <= balanced <= frontier: in expectation a stronger tier is no worse), pooling
+        adjacent values that cross."""
         # plain floats: a dozen products per key cost less than the numpy calls they replace, and
         # the interpreter's loop stays in cache between requests where numpy's paths do not
         mean, scale, weights = self._plain
-        x = [1.0] + [
-            min(_CLIP, max(-_CLIP, (v - m) / sd))
-            for v, m, sd in zip(feature_values(text)[1:], mean[1:], scale[1:], strict=True)
-        ]
+        x = clipped_row(feature_values(text), mean, scale)
         out = {k: min(0.99, max(0.01, sum(map(operator.mul, x, w)))) for k, w in weights.items()}
         return _ordered_tiers(out)
 
@@ -121,20 +147,13 @@ class DifficultyModel:
         """Weighted ridge regression per key, on the rows that carry that key."""
         x = np.stack([features(t) for t in texts]) if texts else np.zeros((0, len(FEATURES)))
         w = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        mean = np.average(x, axis=0, weights=w) if len(x) else np.zeros(len(FEATURES))
-        scale = np.sqrt(np.average((x - mean) ** 2, axis=0, weights=w)) if len(x) else np.ones(len(FEATURES))
-        mean[0], scale[0] = 0.0, 1.0  # the bias column stays 1
-        scale[scale < 1e-9] = 1.0
+        mean, scale = standardise(x, w)
         z = (x - mean) / scale
         weights: dict[str, np.ndarray] = {}
         for key in sorted({k for row in outcomes for k in row}):
             rows = [i for i, row in enumerate(outcomes) if key in row]
-            zi, wi = z[rows], w[rows]
             y = np.array([outcomes[i][key] for i in rows])
-            penalty = ridge * wi.sum() / max(len(rows), 1) * np.eye(len(FEATURES))
-            penalty[0, 0] = 0.0  # the intercept is not shrunk
-            a = zi.T @ (zi * wi[:, None]) + penalty
-            weights[key] = np.linalg.solve(a, zi.T @ (wi * y))
+            weights[key] = ridge_solve(z[rows], y, w[rows], ridge)
         return cls(weights=weights, mean=mean, scale=scale)
 
     def save(self, path: Path) -> None:

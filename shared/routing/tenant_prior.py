@@ -29,11 +29,10 @@ from typing import Protocol
 import numpy as np
 
 from ..examples.labelled import LabelledExample
-from .difficulty import feature_values
+from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 
 log = logging.getLogger(__name__)
 
-_CLIP = 3.0
 # ten labels per coefficient (the usual rule for a regression's sample size): below it a ridge
 # over a dozen coefficients overrides a tenant's own neighbours with noise (on a ten-task mix,
 # 100 labels per model with the prior scored 0.605 against 0.662 without; docs/routing-quality.md)
@@ -73,17 +72,13 @@ class TenantPrior:
                 out.append(None)
                 continue
             w, b_mean, b_scale = fitted
-            b = min(_CLIP, max(-_CLIP, (base - b_mean) / b_scale))
+            b = min(CLIP_SD, max(-CLIP_SD, (base - b_mean) / b_scale))
             value = sum(x * c for x, c in zip([*z, b], w, strict=True))
             out.append(min(0.99, max(0.01, value)))
         return out
 
     def _standardised(self, text: str) -> list[float]:
-        values = feature_values(text)
-        return [1.0] + [
-            min(_CLIP, max(-_CLIP, (v - m) / s))
-            for v, m, s in zip(values[1:], self.mean[1:], self.scale[1:], strict=True)
-        ]
+        return clipped_row(feature_values(text), self.mean, self.scale)
 
 
 def fit_tenant_prior(
@@ -103,10 +98,9 @@ def fit_tenant_prior(
     keys = sorted(k for k, n in counts.items() if n >= min_examples)
     if not keys:
         return None
-    x = np.array([feature_values(t) for t in texts], dtype=np.float64)
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    mean[0], scale[0] = 0.0, 1.0
-    scale[scale < 1e-9] = 1.0  # a constant feature (prompts without text) gets no weight
+    x = np.stack([features(t) for t in texts])
+    ones = np.ones(len(texts))
+    mean, scale = standardise(x, ones)
     z = (x - mean) / scale  # clipped only when predicting, as DifficultyModel
     weights: dict[str, tuple[tuple[float, ...], float, float]] = {}
     for key in keys:
@@ -115,9 +109,7 @@ def fit_tenant_prior(
         b_mean, b_scale = float(base.mean()), max(float(base.std()), 1e-9)
         a = np.column_stack([z[rows], (base - b_mean) / b_scale])
         y = np.array([outcomes[i][key] for i in rows])
-        penalty = ridge * np.eye(a.shape[1])
-        penalty[0, 0] = 0.0  # the intercept is not shrunk
-        w = np.linalg.solve(a.T @ a + penalty, a.T @ y)
+        w = ridge_solve(a, y, ones[rows], ridge)
         weights[key] = (tuple(float(v) for v in w), b_mean, b_scale)
     return TenantPrior(tuple(float(v) for v in mean), tuple(float(v) for v in scale), weights, len(texts))
 
