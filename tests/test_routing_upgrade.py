@@ -17,13 +17,13 @@ from shared.routing.policy import Candidate, rank
 from shared.routing.predictor import GainSpread, PredictorParams, gain_stderrs
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
-from tests.test_routing_learning import _spec
+from tests.model_specs import model_spec
 
 HIGH, LOW = "tier:frontier", "tier:economy"
 
 
 def _model(id_: str, tier: str, price: float) -> ModelSpec:
-    return _spec(id_, tier, price, 4 * price)
+    return model_spec(id_, tier, price, 4 * price)
 
 
 def test_the_gain_stderr_is_the_paired_standard_error_of_the_shrunk_gain() -> None:
