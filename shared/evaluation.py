@@ -181,7 +181,9 @@ class GainScorer:
     async def fit_tenant_prior(self) -> None:
         """As the router (tenant_prior.py): the tenant's prior, fitted on its examples in the index."""
         if self.tenant is not None:
-            self.tenant_prior = await TenantPriors(self.index).refresh(self.tenant, self.shared_estimate)
+            self.tenant_prior = await TenantPriors(self.index, params=self.params).refresh(
+                self.tenant, self.shared_estimate
+            )
 
     async def shared_estimate(self, vector: np.ndarray, text: str, key: str) -> float:
         """As Router.shared_estimate: the shared examples' estimate of outcome `key` for a prompt."""

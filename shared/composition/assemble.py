@@ -132,18 +132,19 @@ def build_router(
     index: ExampleIndex,
     priors: dict[str, float],
 ) -> Router:
+    params = PredictorParams(
+        k=s.routing_k, prior_strength=s.routing_prior_strength, similarity_power=s.routing_similarity_power
+    )
     tenant_priors = None
     if s.tenant_prior_refresh_s > 0 and callable(getattr(index, "own_examples", None)):
         tenant_priors = TenantPriors(
-            cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s, on_fit=count_tenant_prior_fit
+            cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s, params=params, on_fit=count_tenant_prior_fit
         )
     return Router(
         catalog,
         encoder,
         index,
-        params=PredictorParams(
-            k=s.routing_k, prior_strength=s.routing_prior_strength, similarity_power=s.routing_similarity_power
-        ),
+        params=params,
         priors=priors,
         margin=s.cost_quality_margin,
         cost_weight=s.balanced_cost_weight,

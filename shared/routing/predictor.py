@@ -51,7 +51,8 @@ class PredictorParams:
     own_k: int = 400
     tenant_strength: float = 0.2
     # With a prior fitted on the tenant's own labels (tenant_prior.py), the tenant's estimate is
-    # shrunk toward that instead, as strongly as the shared estimate is toward the shipped prior.
+    # shrunk toward that instead, as strongly as the shared estimate is toward the shipped prior
+    # unless leave-one-out over the tenant's labels chose less.
     tenant_prior_strength: float = 20.0
 
 
@@ -109,16 +110,17 @@ def estimate(
 ) -> list[QualityEstimate]:
     """Every model's estimate: from the shared examples (shrunk toward the prior), then refined by
     the tenant's own examples, shrunk toward the tenant's prior for `text` where it has one
-    (`tenant_prior_strength`), else toward the shared estimate (`tenant_strength`)."""
+    at the strength its fit chose for the key (by default `tenant_prior_strength`), else toward
+    the shared estimate (`tenant_strength`)."""
     base = predict_qualities(shared, label_keys, priors, params)
     if not len(own):
         return base
     targets = [e.quality for e in base]
     strengths = None
     if tenant_prior is not None:
-        mine = tenant_prior.priors(text, label_keys, targets)
-        strengths = [params.tenant_strength if p is None else params.tenant_prior_strength for p in mine]
-        targets = [t if p is None else p for t, p in zip(targets, mine, strict=True)]
+        mine = tenant_prior.targets(text, label_keys, targets)
+        strengths = [params.tenant_strength if p is None else p[1] for p in mine]
+        targets = [t if p is None else p[0] for t, p in zip(targets, mine, strict=True)]
     local = predict_qualities(
         own, label_keys, targets, replace(params, prior_strength=params.tenant_strength), strengths
     )

@@ -7,9 +7,12 @@ fitted on them instead, per outcome key: a ridge regression over the prompt's di
 (difficulty.py) and the shared estimate for that key, so the tenant's labels decide how far the
 shared examples speak for its domain. The tenant's estimate is shrunk toward it as strongly as
 the shared estimate is toward the shipped prior (`tenant_prior_strength` = `prior_strength`),
-which is what a router trained on the tenant's rows alone does. On held-out learning curves it
-lifts competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more, and costs a
-ten-task mix at 100 rows (docs/routing-quality.md, "A tenant's own prior").
+which is what a router trained on the tenant's rows alone does, unless leave-one-out over the
+tenant's own examples shows its neighbours do significantly better with less (a mix of tasks, which
+its neighbours tell apart and a linear prior cannot). On held-out learning curves it lifts
+competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more, and brings a
+ten-task mix level with the router trained on its rows alone (docs/routing-quality.md, "A
+tenant's own prior").
 
 Fitting reads the tenant's examples and their vectors from the index and makes one shared search
 per example, so it never runs on a decision: a decision uses the prior fitted last, and a
@@ -30,6 +33,7 @@ import numpy as np
 
 from ..examples.labelled import LabelledExample
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
+from .predictor import PredictorParams
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,18 @@ log = logging.getLogger(__name__)
 MIN_EXAMPLES = 120
 # the shared estimate for each of the tenant's examples is a search: cap the examples read
 MAX_EXAMPLES = 2000
+# How strongly the tenant's neighbours are shrunk toward its prior is chosen per outcome key, by
+# leave-one-out over the tenant's own examples, among these strengths and the shared estimate
+# (tenant_strength): on a ten-task mix the tenant's neighbours know its tasks better than any
+# linear prior, on one domain the prior carries what few neighbours cannot. Never stronger than
+# the default: a stronger prior (80) won on squared error on CRUXEval and lost 0.015 APGR there,
+# because the error rewards a smooth estimate and routing ranks by the neighbours' detail
+# (docs/routing-quality.md, "Choosing the shrinkage by leave-one-out").
+PRIOR_STRENGTHS = (5.0, 20.0)
+# standard errors by which another choice must beat the default's leave-one-out error: with the
+# smallest error alone, judge noise made the choice by chance and cost 0.02-0.03 APGR
+_SIGNIFICANCE = 2.0
+_FOLDS = 5  # the prior a left-out example is scored against is fitted without its fold
 _YIELD_EVERY = 8  # searches between two yields to the event loop (~1 ms of the local index's time)
 
 
@@ -53,28 +69,45 @@ SharedEstimate = Callable[[np.ndarray, str, str], Awaitable[float]]
 
 
 @dataclass(frozen=True)
+class KeyPrior:
+    weights: tuple[float, ...]
+    base_mean: float
+    base_scale: float
+    strength: float
+
+    def predict(self, z: Sequence[float], base: float) -> float:
+        """`z`: the prompt's clipped standardised features; `base`: its shared estimate."""
+        b = min(CLIP_SD, max(-CLIP_SD, (base - self.base_mean) / self.base_scale))
+        value = sum(x * c for x, c in zip([*z, b], self.weights, strict=True))
+        return min(0.99, max(0.01, value))
+
+
+@dataclass(frozen=True)
 class TenantPrior:
     """Per outcome key: weights over [1, the prompt's standardised features, the standardised
-    shared estimate], and the shared estimate's mean and spread over the tenant's examples."""
+    shared estimate], the shared estimate's mean and spread over the tenant's examples, and the
+    strength the tenant's neighbours are shrunk toward the prior with. A key whose own neighbours
+    did better toward the shared estimate in leave-one-out has no entry (`declined` names it)."""
 
     mean: tuple[float, ...]
     scale: tuple[float, ...]
-    weights: Mapping[str, tuple[tuple[float, ...], float, float]]
+    weights: Mapping[str, KeyPrior]
     examples: int
+    declined: tuple[str, ...] = ()
 
     def priors(self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]) -> list[float | None]:
-        """Per model, the prior of its most specific key the tenant has labels for (None: none)."""
+        """Per model, the prior of its most specific key the tenant has a prior for (None: none)."""
+        return [None if t is None else t[0] for t in self.targets(text, label_keys, shared)]
+
+    def targets(
+        self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]
+    ) -> list[tuple[float, float] | None]:
+        """Per model, (prior, strength) of its most specific key the tenant has a prior for."""
         z = self._standardised(text)
-        out: list[float | None] = []
+        out: list[tuple[float, float] | None] = []
         for keys, base in zip(label_keys, shared, strict=True):
             fitted = next((self.weights[k] for k in keys if k in self.weights), None)
-            if fitted is None:
-                out.append(None)
-                continue
-            w, b_mean, b_scale = fitted
-            b = min(CLIP_SD, max(-CLIP_SD, (base - b_mean) / b_scale))
-            value = sum(x * c for x, c in zip([*z, b], w, strict=True))
-            out.append(min(0.99, max(0.01, value)))
+            out.append(None if fitted is None else (fitted.predict(z, base), fitted.strength))
         return out
 
     def _standardised(self, text: str) -> list[float]:
@@ -86,11 +119,19 @@ def fit_tenant_prior(
     outcomes: Sequence[Mapping[str, float]],
     shared: Sequence[Mapping[str, float]],
     *,
+    vectors: np.ndarray | None = None,
+    params: PredictorParams = PredictorParams(),
     min_examples: int = MIN_EXAMPLES,
     ridge: float = 1.0,
 ) -> TenantPrior | None:
     """Ridge per key on the rows that carry it; `shared[i][key]` is the shared estimate of that
-    key for row i. Keys with fewer than `min_examples` rows are left out; None if all are."""
+    key for row i. Keys with fewer than `min_examples` rows are left out; None if all are.
+
+    With the examples' `vectors`, each key's shrinkage is chosen by leave-one-out: every example
+    is estimated from the tenant's other examples as a decision would (its `own_k` nearest, shrunk
+    toward a prior fitted without its fold, or toward its shared estimate), and the default
+    (`tenant_prior_strength`) gives way only to a choice with a significantly smaller squared
+    error (`_LeaveOneOut.best_strength`). Without them the prior is used at the default."""
     counts: dict[str, int] = {}
     for row in outcomes:
         for key in row:
@@ -102,16 +143,95 @@ def fit_tenant_prior(
     ones = np.ones(len(texts))
     mean, scale = standardise(x, ones)
     z = (x - mean) / scale  # clipped only when predicting, as DifficultyModel
-    weights: dict[str, tuple[tuple[float, ...], float, float]] = {}
+    clipped = np.clip(z, -CLIP_SD, CLIP_SD)
+    clipped[:, 0] = 1.0
+    nearest = _LeaveOneOut(vectors, texts, params) if vectors is not None and len(vectors) == len(texts) else None
+    weights: dict[str, KeyPrior] = {}
+    declined: list[str] = []
     for key in keys:
-        rows = [i for i, row in enumerate(outcomes) if key in row]
+        rows = np.array([i for i, row in enumerate(outcomes) if key in row])
         base = np.array([shared[i][key] for i in rows])
         b_mean, b_scale = float(base.mean()), max(float(base.std()), 1e-9)
-        a = np.column_stack([z[rows], (base - b_mean) / b_scale])
+        b = (base - b_mean) / b_scale
         y = np.array([outcomes[i][key] for i in rows])
-        w = ridge_solve(a, y, ones[rows], ridge)
-        weights[key] = (tuple(float(v) for v in w), b_mean, b_scale)
-    return TenantPrior(tuple(float(v) for v in mean), tuple(float(v) for v in scale), weights, len(texts))
+        w = ridge_solve(np.column_stack([z[rows], b]), y, ones[rows], ridge)
+        strength = params.tenant_prior_strength
+        if nearest is not None:
+            held_out = _cross_fitted(z[rows], clipped[rows], b, y, ridge)
+            chosen = nearest.best_strength(key, outcomes, rows, y, base, held_out)
+            if chosen is None:
+                declined.append(key)
+                continue
+            strength = chosen
+        weights[key] = KeyPrior(tuple(float(v) for v in w), b_mean, b_scale, strength)
+    return TenantPrior(
+        tuple(float(v) for v in mean), tuple(float(v) for v in scale), weights, len(texts), tuple(declined)
+    )
+
+
+def _cross_fitted(z: np.ndarray, clipped: np.ndarray, b: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Each row's prior from a ridge fitted without its fold, as `KeyPrior.predict` computes it."""
+    folds = np.arange(len(y)) % _FOLDS
+    out = np.empty(len(y))
+    for f in range(_FOLDS):
+        fit, held = folds != f, folds == f
+        w = ridge_solve(np.column_stack([z[fit], b[fit]]), y[fit], np.ones(int(fit.sum())), ridge)
+        out[held] = np.column_stack([clipped[held], np.clip(b[held], -CLIP_SD, CLIP_SD)]) @ w
+    return np.clip(out, 0.01, 0.99)
+
+
+class _LeaveOneOut:
+    """Each example's `own_k` nearest among the tenant's other prompts (the same prompt labelled
+    for another model, or twice, is not another prompt), weighted as the predictor weighs them."""
+
+    def __init__(self, vectors: np.ndarray, texts: Sequence[str], params: PredictorParams) -> None:
+        self.params = params
+        n = len(texts)
+        group: dict[str, int] = {}
+        ids = np.array([group.setdefault(t, len(group)) for t in texts])
+        sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(vectors, dtype=np.float32).T
+        sims[ids[:, None] == ids[None, :]] = -np.inf
+        k = max(1, min(params.own_k, n - 1))
+        self.top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (n, 1))
+        self.w = (
+            np.maximum(np.take_along_axis(sims, self.top, axis=1), 0.0).astype(np.float64) ** params.similarity_power
+        )
+
+    def best_strength(
+        self,
+        key: str,
+        outcomes: Sequence[Mapping[str, float]],
+        rows: np.ndarray,
+        y: np.ndarray,
+        shared: np.ndarray,
+        prior: np.ndarray,
+    ) -> float | None:
+        """The prior strength `key` is shrunk with; None for the shared estimate as the target
+        (at `tenant_strength`). The default (`tenant_prior_strength`) stands unless another choice
+        has a smaller leave-one-out squared error by more than `_SIGNIFICANCE` standard errors of
+        the paired difference: with noisy labels the smallest error alone picks by chance."""
+        has = np.array([key in row for row in outcomes], dtype=np.float64)
+        value = np.array([row.get(key, 0.0) for row in outcomes])
+        w = self.w[rows] * has[self.top[rows]]
+        mass, weighted = w.sum(axis=1), (w * value[self.top[rows]]).sum(axis=1)
+
+        def errors(target: np.ndarray, strength: float) -> np.ndarray:
+            out: np.ndarray = ((weighted + strength * target) / (mass + strength) - y) ** 2
+            return out
+
+        default = self.params.tenant_prior_strength
+        candidates: dict[float | None, np.ndarray] = {s: errors(prior, s) for s in PRIOR_STRENGTHS}
+        candidates[None] = errors(shared, self.params.tenant_strength)
+        base = candidates.get(default, errors(prior, default))
+        best: float | None = default
+        best_gain = 0.0
+        for strength, e in candidates.items():
+            diff = base - e
+            gain = float(diff.mean())
+            se = float(diff.std()) / np.sqrt(len(diff))
+            if gain > _SIGNIFICANCE * se and gain > best_gain:
+                best, best_gain = strength, gain
+        return best
 
 
 @dataclass(frozen=True)
@@ -132,12 +252,14 @@ class TenantPriors:
         min_examples: int = MIN_EXAMPLES,
         max_examples: int = MAX_EXAMPLES,
         max_tenants: int = 1024,
+        params: PredictorParams = PredictorParams(),
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.on_fit = on_fit  # told each fit's outcome: fitted, too_few_labels or failed (for /metrics)
         self.refresh_s = refresh_s
+        self.params = params  # the predictor's: the leave-one-out choice imitates its decisions
         self.min_examples = min_examples
         self.max_examples = max_examples
         self.max_tenants = max_tenants
@@ -188,11 +310,20 @@ class TenantPriors:
             [ex.content for ex in examples],
             [ex.outcomes for ex in examples],
             estimates,
+            vectors=vectors,
+            params=self.params,
             min_examples=self.min_examples,
         )
         self._keep(tenant, _Fitted(prior, self._clock()))
         if prior is not None:
-            log.info("fitted tenant %s's prior on %d examples (%s)", tenant, prior.examples, ", ".join(prior.weights))
+            chosen = ", ".join(f"{k} at {p.strength:g}" for k, p in prior.weights.items())
+            log.info(
+                "fitted tenant %s's prior on %d examples (%s; own neighbours do better without it: %s)",
+                tenant,
+                prior.examples,
+                chosen or "none",
+                ", ".join(prior.declined) or "none",
+            )
         self._told("fitted" if prior is not None else "too_few_labels")
         return prior
 
