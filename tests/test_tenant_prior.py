@@ -161,6 +161,9 @@ def test_a_key_whose_own_neighbours_know_its_tasks_better_declines_the_prior() -
     assert with_vectors is not None and "small" in with_vectors.declined
     assert "small" not in with_vectors.weights
     assert with_vectors.priors(texts[0], KEYS, [0.9, 0.5])[1] is None
+    # a tenant that stores no prompt text: its prompts are told apart by their vectors
+    textless = fit_tenant_prior([""] * n, outcomes, shared, vectors=_one_hot_vectors(topics))
+    assert textless is not None and "small" in textless.declined
     # without the vectors there is nothing to choose by: the prior is used at the default strength
     blind = fit_tenant_prior(texts, outcomes, shared)
     assert blind is not None and set(blind.weights) == {"big", "small"} and not blind.declined

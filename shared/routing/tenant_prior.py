@@ -145,7 +145,7 @@ def fit_tenant_prior(
     z = (x - mean) / scale  # clipped only when predicting, as DifficultyModel
     clipped = np.clip(z, -CLIP_SD, CLIP_SD)
     clipped[:, 0] = 1.0
-    nearest = _LeaveOneOut(vectors, texts, params) if vectors is not None and len(vectors) == len(texts) else None
+    nearest = _LeaveOneOut(vectors, params) if vectors is not None and len(vectors) == len(texts) else None
     weights: dict[str, KeyPrior] = {}
     declined: list[str] = []
     for key in keys:
@@ -182,14 +182,17 @@ def _cross_fitted(z: np.ndarray, clipped: np.ndarray, b: np.ndarray, y: np.ndarr
 
 class _LeaveOneOut:
     """Each example's `own_k` nearest among the tenant's other prompts (the same prompt labelled
-    for another model, or twice, is not another prompt), weighted as the predictor weighs them."""
+    for another model, or twice, is not another prompt), weighted as the predictor weighs them.
+    A prompt is known by its vector, not its text: tenants who store no prompt text have examples
+    with empty content and the vectors of their prompts."""
 
-    def __init__(self, vectors: np.ndarray, texts: Sequence[str], params: PredictorParams) -> None:
+    def __init__(self, vectors: np.ndarray, params: PredictorParams) -> None:
         self.params = params
-        n = len(texts)
-        group: dict[str, int] = {}
-        ids = np.array([group.setdefault(t, len(group)) for t in texts])
-        sims = np.asarray(vectors, dtype=np.float32) @ np.asarray(vectors, dtype=np.float32).T
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        n = len(matrix)
+        group: dict[bytes, int] = {}
+        ids = np.array([group.setdefault(row.tobytes(), len(group)) for row in matrix])
+        sims = matrix @ matrix.T
         sims[ids[:, None] == ids[None, :]] = -np.inf
         k = max(1, min(params.own_k, n - 1))
         self.top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (n, 1))
