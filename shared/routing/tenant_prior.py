@@ -95,14 +95,11 @@ class TenantPrior:
     examples: int
     declined: tuple[str, ...] = ()
 
-    def priors(self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]) -> list[float | None]:
-        """Per model, the prior of its most specific key the tenant has a prior for (None: none)."""
-        return [None if t is None else t[0] for t in self.targets(text, label_keys, shared)]
-
     def targets(
         self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]
     ) -> list[tuple[float, float] | None]:
-        """Per model, (prior, strength) of its most specific key the tenant has a prior for."""
+        """Per model, (prior, strength) of its most specific key the tenant has a prior for (None:
+        none; its neighbours are shrunk toward the shared estimate)."""
         z = self._standardised(text)
         out: list[tuple[float, float] | None] = []
         for keys, base in zip(label_keys, shared, strict=True):
@@ -143,8 +140,7 @@ def fit_tenant_prior(
     ones = np.ones(len(texts))
     mean, scale = standardise(x, ones)
     z = (x - mean) / scale  # clipped only when predicting, as DifficultyModel
-    clipped = np.clip(z, -CLIP_SD, CLIP_SD)
-    clipped[:, 0] = 1.0
+    clipped = np.clip(z, -CLIP_SD, CLIP_SD)  # the bias column is 1 and stays so
     nearest = _LeaveOneOut(vectors, params) if vectors is not None and len(vectors) == len(texts) else None
     weights: dict[str, KeyPrior] = {}
     declined: list[str] = []
@@ -223,9 +219,9 @@ class _LeaveOneOut:
             return out
 
         default = self.params.tenant_prior_strength
-        candidates: dict[float | None, np.ndarray] = {s: errors(prior, s) for s in PRIOR_STRENGTHS}
+        candidates: dict[float | None, np.ndarray] = {s: errors(prior, s) for s in {*PRIOR_STRENGTHS, default}}
         candidates[None] = errors(shared, self.params.tenant_strength)
-        base = candidates.get(default, errors(prior, default))
+        base = candidates[default]
         best: float | None = default
         best_gain = 0.0
         for strength, e in candidates.items():
