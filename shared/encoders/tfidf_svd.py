@@ -17,6 +17,7 @@ never compared.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -40,6 +41,19 @@ def ngram_hashes(text: str, ngram_max: int) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def bucket_counts(text: str, ngram_max: int, n_bits: int) -> tuple[tuple[int, int], ...]:
+    """The text's n-gram buckets and their counts, in bucket order. Kept for the last few texts:
+    a tenant with a space of its own (routing/tenant_space.py) encodes each prompt twice, with
+    the shared encoder and its own, and hashing a long prompt's n-grams is most of the cost."""
+    counts: dict[int, int] = {}
+    mask = (1 << n_bits) - 1
+    for h in ngram_hashes(text, ngram_max):
+        b = h & mask
+        counts[b] = counts.get(b, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
 class TfidfSvdEncoder:
     def __init__(
         self,
@@ -61,7 +75,6 @@ class TfidfSvdEncoder:
             self.components.astype(np.float32).tobytes()[:1_000_000] + self.idf.tobytes()
         ).hexdigest()[:10]
         self.name = f"tfidf-svd-w{ngram_max}-b{n_bits}-d{self.dim}-{digest}"
-        self._bucket_mask = (1 << n_bits) - 1
         # request-time lookups in plain Python: per kept bucket, its basis row and idf. A prompt
         # has tens of n-grams, and a dict read per n-gram costs less than the half-dozen numpy
         # calls (gather, mask, log, norm) it replaces, whose code goes cold between requests
@@ -74,19 +87,14 @@ class TfidfSvdEncoder:
         bucket order. N-grams outside the basis are dropped here: the first L2 normalisation of
         the sparse row scales every weight alike, and the projected vector is normalised again,
         so it cancels."""
-        counts: dict[int, int] = {}
-        mask = self._bucket_mask
-        for h in ngram_hashes(text, self.ngram_max):
-            b = h & mask
-            counts[b] = counts.get(b, 0) + 1
         rows: list[int] = []
         weights: list[float] = []
         row_of, idf, log = self._basis_row, self._basis_idf, math.log
-        for b in sorted(counts):
+        for b, count in bucket_counts(text, self.ngram_max, self.n_bits):
             r = row_of.get(b)
             if r is not None:
                 rows.append(r)
-                weights.append((1.0 + log(counts[b])) * idf[r])
+                weights.append((1.0 + log(count)) * idf[r])
         return rows, weights
 
     def encode_one(self, text: str) -> np.ndarray:
