@@ -20,6 +20,7 @@ from .encoders.base import Encoder
 from .examples.labelled import (
     LabelledExample,
     LabelledFileError,
+    Neighbour,
     count_prompts,
     outcome_scale,
     prompt_column_in,
@@ -196,7 +197,12 @@ class GainScorer:
         vec = self.encoder.encode([text])[0]
         # as Router.neighbours: the shared examples, and the tenant's own by a second search
         shared = self.index.search_sync(vec, self.params.k, tenant=None)
-        own = self.index.search_own_sync(vec, self.params.own_k, tenant=self.tenant) if self.tenant else []
+        space = self.tenant_prior.space if self.tenant_prior is not None else None
+        own: Sequence[Neighbour] = []
+        if space is not None:
+            own = space.search(text, self.params.own_k)
+        elif self.tenant:
+            own = self.index.search_own_sync(vec, self.params.own_k, tenant=self.tenant)
         keys = [self.strong_keys, self.weak_keys]
         per_prompt = self.difficulty.predict(text) if self.difficulty is not None else {}
         priors = [self.prior(k, per_prompt) for k in keys]

@@ -102,6 +102,18 @@ def count_tenant_prior_fit(outcome: str) -> None:
     TENANT_PRIOR_FITS.labels(outcome=outcome).inc()
 
 
+TENANT_SPACES = Counter(
+    "llm_router_tenant_space_choices_total",
+    "Which space a tenant's own neighbours are searched in after a fit of its prior "
+    "(routing/tenant_space.py): own (an encoder fitted on its prompts) or shared (the index's).",
+    ["space"],
+)
+
+
+def count_tenant_space(space: str) -> None:
+    TENANT_SPACES.labels(space=space).inc()
+
+
 DEAD_LETTERS = Counter(
     "llm_router_dead_letters_total",
     "Rows the database refused, moved to the dead_letters table instead of blocking their batch, by kind.",

@@ -36,6 +36,7 @@ _REASONS: dict[str, list[str]] = {
         "BALANCED_COST_WEIGHT",
         "BALANCED_UPGRADE_CONFIDENCE",
         "TENANT_PRIOR_REFRESH_S",
+        "TENANT_SPACE_EXAMPLES",
         "MAX_BODY_BYTES",
         "MAX_MESSAGES",
         "MAX_TOTAL_CHARS",

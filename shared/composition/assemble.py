@@ -37,7 +37,7 @@ from ..health import Details, HealthChecks, cache_probe, index_probe, providers_
 from ..index.base import ExampleIndex
 from ..index.local import LocalIndex
 from ..jobs.service import JobService
-from ..metrics import count_tenant_prior_fit
+from ..metrics import count_tenant_prior_fit, count_tenant_space
 from ..probe import Probe
 from ..providers.registry import ProviderRegistry
 from ..routing.predictor import PredictorParams, outcome_priors
@@ -138,7 +138,12 @@ def build_router(
     tenant_priors = None
     if s.tenant_prior_refresh_s > 0 and callable(getattr(index, "own_examples", None)):
         tenant_priors = TenantPriors(
-            cast(OwnExamples, index), refresh_s=s.tenant_prior_refresh_s, params=params, on_fit=count_tenant_prior_fit
+            cast(OwnExamples, index),
+            refresh_s=s.tenant_prior_refresh_s,
+            max_space_examples=s.tenant_space_examples,
+            params=params,
+            on_fit=count_tenant_prior_fit,
+            on_space=count_tenant_space,
         )
     return Router(
         catalog,

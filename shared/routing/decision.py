@@ -30,6 +30,7 @@ class Decision:
     confidence_reason: str = ""
     low_confidence: bool = False
     tenant_prior_examples: int = 0  # the examples the tenant's own prior was fitted on (0: none used)
+    tenant_space: bool = False  # the tenant's own neighbours were found in its own space
 
     @property
     def fallbacks(self) -> list[ModelSpec]:
@@ -63,6 +64,7 @@ class Decision:
             "low_confidence": self.low_confidence,
             "confidence_reason": self.confidence_reason,
             "tenant_prior_examples": self.tenant_prior_examples,
+            "tenant_space": self.tenant_space,
             "decision_ms": round(self.decision_ms, 3),
         }
 

@@ -129,12 +129,13 @@ class Router:
         return row
 
     async def neighbours(
-        self, vector: np.ndarray, tenant: str | None
+        self, vector: np.ndarray, tenant: str | None, text: str = ""
     ) -> tuple[Sequence[Neighbour], Sequence[Neighbour], str]:
         """The shared neighbours and the tenant's own ones, and the index status. With an index
         that searches a tenant alone, the first search reads the shared examples only and the
         second the tenant's, so the tenant's labels are never crowded out; otherwise one search
-        reads both."""
+        reads both. A tenant whose fit chose a space of its own (tenant_space.py) has its own
+        neighbours found there, by `text`, in memory."""
         with span(
             "vector_search",
             kind=trace.SpanKind.CLIENT,
@@ -142,11 +143,11 @@ class Router:
         ) as current:
             try:
                 if self.index.kind == "local":  # in memory: nothing to time out
-                    shared, own = await self._search(vector, tenant)
+                    shared, own = await self._search(vector, tenant, text)
                 else:
                     # asyncio.timeout, not wait_for: no extra task per search
                     async with asyncio.timeout(self.index_timeout_s):
-                        shared, own = await self._search(vector, tenant)
+                        shared, own = await self._search(vector, tenant, text)
                 current.set_attribute("llm_router.neighbours", len(shared) + len(own))
                 return shared, own, "ok"
             except Exception as exc:  # any index failure: route on priors, say so
@@ -154,9 +155,15 @@ class Router:
                 current.set_status(trace.StatusCode.ERROR, type(exc).__name__)
                 return [], [], "index unavailable"
 
-    async def _search(self, vector: np.ndarray, tenant: str | None) -> tuple[Sequence[Neighbour], Sequence[Neighbour]]:
+    async def _search(
+        self, vector: np.ndarray, tenant: str | None, text: str
+    ) -> tuple[Sequence[Neighbour], Sequence[Neighbour]]:
         if tenant is None or self._own_search is None:
             return await self.index.search(vector, self.params.k, tenant=tenant), []
+        fitted = self.tenant_priors.peek(tenant) if self.tenant_priors is not None else None
+        if fitted is not None and fitted.space is not None and text:
+            shared = await self.index.search(vector, self.params.k, tenant=None)
+            return shared, fitted.space.search(text, self.params.own_k)
         if self.index.kind == "local":
             shared = await self.index.search(vector, self.params.k, tenant=None)
             return shared, await self._own_search.search_own(vector, self.params.own_k, tenant=tenant)
@@ -182,11 +189,9 @@ class Router:
                 log.warning("encoder unavailable, routing on priors: %s", type(exc).__name__)
                 index_status = "index unavailable"
             else:
-                neighbours, own, index_status = await self.neighbours(vector, req.tenant)
+                neighbours, own, index_status = await self.neighbours(vector, req.tenant, req.prompt)
         per_prompt = self.difficulty.predict(req.prompt) if self.difficulty is not None and len(live) > 1 else {}
-        mine = None
-        if own and req.tenant is not None and self.tenant_priors is not None:
-            mine = self.tenant_priors.get(req.tenant, self.shared_estimate)
+        mine = self._tenant_prior(req.tenant) if own else None
         self._predict(candidates, neighbours, own, index_status, per_prompt, (mine, req.prompt))
         if req.min_quality is not None:
             for c in candidates:
@@ -225,7 +230,14 @@ class Router:
             confidence_reason=why,
             low_confidence=unsure,
             tenant_prior_examples=mine.examples if mine is not None else 0,
+            tenant_space=mine is not None and mine.space is not None,
         )
+
+    def _tenant_prior(self, tenant: str | None) -> TenantPrior | None:
+        """The tenant's own prior, if fitted (a missing or stale one is fitted in the background)."""
+        if tenant is None or self.tenant_priors is None:
+            return None
+        return self.tenant_priors.get(tenant, self.shared_estimate)
 
     def _confidence(self, candidates: Sequence[Candidate], live: int, index_status: str) -> tuple[float, str, bool]:
         """The decision's confidence: the best-evidenced model's share of neighbour evidence."""

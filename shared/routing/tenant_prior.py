@@ -16,7 +16,8 @@ tenant's own prior").
 
 Fitting reads the tenant's examples and their vectors from the index and makes one shared search
 per example, so it never runs on a decision: a decision uses the prior fitted last, and a
-missing or stale one is refitted in the background (`TenantPriors.get`).
+missing or stale one is refitted in the background (`TenantPriors.get`). The same fit chooses
+the space the tenant's own neighbours are searched in (tenant_space.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +35,8 @@ import numpy as np
 from ..examples.labelled import LabelledExample
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
+from .tenant_space import MAX_EXAMPLES as MAX_SPACE_EXAMPLES
+from .tenant_space import TenantSpace, fit_tenant_space
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,8 @@ class TenantPrior:
     weights: Mapping[str, KeyPrior]
     examples: int
     declined: tuple[str, ...] = ()
+    # the tenant's own vector space, where its neighbours are searched when leave-one-out chose it
+    space: TenantSpace | None = None
 
     def targets(
         self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]
@@ -106,6 +111,11 @@ class TenantPrior:
             fitted = next((self.weights[k] for k in keys if k in self.weights), None)
             out.append(None if fitted is None else (fitted.predict(z, base), fitted.strength))
         return out
+
+    def target(self, text: str, key: str, shared: float, params: PredictorParams) -> tuple[float, float]:
+        """(target, strength) a neighbour estimate of outcome `key` is shrunk toward for `text`."""
+        mine = self.targets(text, [[key]], [shared])[0]
+        return mine if mine is not None else (shared, params.tenant_strength)
 
     def _standardised(self, text: str) -> list[float]:
         return clipped_row(feature_values(text), self.mean, self.scale)
@@ -250,21 +260,31 @@ class TenantPriors:
         refresh_s: float = 300.0,
         min_examples: int = MIN_EXAMPLES,
         max_examples: int = MAX_EXAMPLES,
+        max_space_examples: int = MAX_SPACE_EXAMPLES,
         max_tenants: int = 1024,
         params: PredictorParams = PredictorParams(),
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
+        on_space: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.on_fit = on_fit  # told each fit's outcome: fitted, too_few_labels or failed (for /metrics)
+        self.on_space = on_space  # told each fitted prior's space: own or shared (for /metrics)
         self.refresh_s = refresh_s
         self.params = params  # the predictor's: the leave-one-out choice imitates its decisions
         self.min_examples = min_examples
         self.max_examples = max_examples
+        self.max_space_examples = max_space_examples  # 0: no tenant gets a space of its own
         self.max_tenants = max_tenants
         self._clock = clock
         self._fitted: OrderedDict[str, _Fitted] = OrderedDict()
         self._running: dict[str, asyncio.Task[None]] = {}
+
+    def peek(self, tenant: str) -> TenantPrior | None:
+        """The tenant's prior as last fitted, without starting a fit (a tenant that has no
+        examples must not cost a fit per refresh interval just for asking)."""
+        fitted = self._fitted.get(tenant)
+        return fitted.prior if fitted is not None else None
 
     def get(self, tenant: str, shared: SharedEstimate) -> TenantPrior | None:
         """The tenant's prior as last fitted; never waits. A missing or stale one is refitted in
@@ -295,36 +315,60 @@ class TenantPriors:
             self._keep(tenant, _Fitted(previous.prior if previous else None, self._clock()))
 
     async def refresh(self, tenant: str, shared: SharedEstimate) -> TenantPrior | None:
-        """Fit the tenant's prior now from its examples in the index."""
-        examples, vectors = await self.source.own_examples(tenant, limit=self.max_examples)
+        """Fit the tenant's prior, and choose its space, now from its examples in the index."""
+        examples, vectors = await self.source.own_examples(
+            tenant, limit=max(self.max_examples, self.max_space_examples)
+        )
+        # the prior reads the latest max_examples (each costs a shared search); the space all read
+        rows = list(range(max(0, len(examples) - self.max_examples), len(examples)))
         estimates = []
-        for n, (ex, vector) in enumerate(zip(examples, vectors, strict=True), start=1):
-            estimates.append({key: await shared(vector, ex.content, key) for key in ex.outcomes})
+        for n, i in enumerate(rows, start=1):
+            estimates.append({key: await shared(vectors[i], examples[i].content, key) for key in examples[i].outcomes})
             if n % _YIELD_EVERY == 0:
                 # an in-process search never gives the event loop back: decisions must not wait
                 # for two thousand of them
                 await asyncio.sleep(0)
-        prior = await asyncio.to_thread(
-            fit_tenant_prior,
-            [ex.content for ex in examples],
-            [ex.outcomes for ex in examples],
-            estimates,
-            vectors=vectors,
-            params=self.params,
-            min_examples=self.min_examples,
-        )
+        prior = await asyncio.to_thread(self._fit, examples, vectors, rows, estimates)
         self._keep(tenant, _Fitted(prior, self._clock()))
         if prior is not None:
             chosen = ", ".join(f"{k} at {p.strength:g}" for k, p in prior.weights.items())
             log.info(
-                "fitted tenant %s's prior on %d examples (%s; own neighbours do better without it: %s)",
+                "fitted tenant %s's prior on %d examples (%s; own neighbours do better without it: %s); %s",
                 tenant,
                 prior.examples,
                 chosen or "none",
                 ", ".join(prior.declined) or "none",
+                "its own space" if prior.space is not None else "the shared space",
             )
+            if self.on_space is not None:
+                self.on_space("own" if prior.space is not None else "shared")
         self._told("fitted" if prior is not None else "too_few_labels")
         return prior
+
+    def _fit(
+        self,
+        examples: Sequence[LabelledExample],
+        vectors: np.ndarray,
+        rows: Sequence[int],
+        estimates: Sequence[Mapping[str, float]],
+    ) -> TenantPrior | None:
+        """The prior on `rows`, then the space on every example (in a worker thread)."""
+        prior = fit_tenant_prior(
+            [examples[i].content for i in rows],
+            [examples[i].outcomes for i in rows],
+            estimates,
+            vectors=vectors[rows],
+            params=self.params,
+            min_examples=self.min_examples,
+        )
+        if prior is None or self.max_space_examples <= 0:
+            return prior
+        targets = [
+            {key: prior.target(examples[i].content, key, est[key], self.params) for key in examples[i].outcomes}
+            for i, est in zip(rows, estimates, strict=True)
+        ]
+        space = fit_tenant_space(examples, vectors, rows, targets, self.params)
+        return replace(prior, space=space)
 
     def _told(self, outcome: str) -> None:
         if self.on_fit is not None:

@@ -1,0 +1,237 @@
+"""A tenant's own vector space (shared/routing/tenant_space.py): chosen on the tenant's own labels
+when an encoder fitted on its texts finds neighbours that know its outcomes better than the
+shared encoder's, declined when it does not, and searched by the router in place of the index's
+tenant search once chosen."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from shared.catalog import Catalog
+from shared.encoders.base import normalise_rows
+from shared.examples.labelled import LabelledExample, example_id
+from shared.index.local import LocalIndex
+from shared.metrics import count_tenant_space, render
+from shared.routing.predictor import PredictorParams
+from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
+from shared.routing.tenant_prior import TenantPriors
+from shared.routing.tenant_space import MIN_PROMPTS, fit_tenant_space
+from tests.model_specs import model_spec
+
+CATALOG = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
+FILLER = [
+    "please",
+    "could",
+    "you",
+    "help",
+    "me",
+    "with",
+    "this",
+    "question",
+    "about",
+    "the",
+    "following",
+    "task",
+    "thanks",
+    "again",
+    "for",
+    "it",
+]
+# the words that decide the small model's outcome: it fails on integrals, not on matrices
+HARD, EASY = "integral antiderivative substitution", "matrix determinant transpose"
+
+
+def _prompt(i: int, rng: np.random.Generator) -> str:
+    words = list(rng.choice(FILLER, size=8))
+    return " ".join([*words[:4], HARD if i % 2 == 0 else EASY, *words[4:], f"case {i}"])
+
+
+def _tenant_rows(n: int, seed: int = 0) -> list[LabelledExample]:
+    """acme's feedback on n prompts, one example per answering model as feedback makes them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        text = _prompt(i, rng)
+        for model, outcome in (("big", 1.0), ("small", 0.0 if i % 2 == 0 else 1.0)):
+            rows.append(
+                LabelledExample(
+                    content=text,
+                    outcomes={model: outcome},
+                    tenant="acme",
+                    source="feedback",
+                    label_source="feedback",
+                    id=example_id("feedback", f"r-{i}-{model}"),
+                )
+            )
+    return rows
+
+
+class FormEncoder:
+    """The shared encoder as a tenant from an unseen domain meets it: its basis knows the prompts'
+    form (here, only their length), not the words that decide the tenant's outcomes."""
+
+    name = "form-8"
+    dim = 8
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), self.dim))
+        for r, text in enumerate(texts):
+            rows[r, 0] = 1.0
+            rows[r, 1 + len(text) % (self.dim - 1)] = 0.3
+        return normalise_rows(rows)
+
+
+def _targets(rows: Sequence[LabelledExample]) -> list[dict[str, tuple[float, float]]]:
+    return [dict.fromkeys(ex.outcomes, (0.5, PredictorParams().tenant_strength)) for ex in rows]
+
+
+# --- the choice ----------------------------------------------------------------------------------
+
+
+def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_cannot_tell_its_prompts_apart() -> None:
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    vectors = FormEncoder().encode([ex.content for ex in rows])
+    space = fit_tenant_space(rows, vectors, range(len(rows)), _targets(rows), PredictorParams())
+    assert space is not None and space.gain > 0
+    assert space.matrix.shape == (len(rows), space.encoder.dim)
+    assert np.allclose(np.linalg.norm(space.matrix, axis=1), 1.0, atol=1e-3)
+    # a new prompt of each kind finds acme's prompts of its kind, with their outcomes
+    rng = np.random.default_rng(99)
+    for i, small_outcome in ((1000, 0.0), (1001, 1.0)):
+        found = space.search(_prompt(i, rng), 20)
+        assert len(found) == 20 and list(found.similarities) == sorted(found.similarities, reverse=True)
+        small = found.outcomes[:, found.key_index["small"]]
+        assert abs(np.nanmean(small) - small_outcome) < 0.25
+        assert set(found.ids) <= {ex.id for ex in rows}
+
+
+def test_the_shared_space_is_kept_where_it_knows_the_tenants_outcomes() -> None:
+    """The shared vectors say which kind a prompt is; the texts carry no word of it."""
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    rng = np.random.default_rng(1)
+    texts = {ex.content: " ".join(rng.choice(FILLER, size=10)) + f" case {n}" for n, ex in enumerate(rows)}
+    blind = [LabelledExample(content=texts[ex.content], outcomes=ex.outcomes, tenant="acme", id=ex.id) for ex in rows]
+    kind = np.array([0 if ex.outcomes.get("small", 1.0) == 0.0 or HARD in ex.content else 1 for ex in rows])
+    vectors = normalise_rows(np.eye(4)[kind] + 0.05 * rng.standard_normal((len(rows), 4)))
+    assert fit_tenant_space(blind, vectors, range(len(rows)), _targets(rows), PredictorParams()) is None
+
+
+def test_too_few_prompts_or_no_stored_text_get_no_space() -> None:
+    few = _tenant_rows(2 * MIN_PROMPTS - 2)
+    vectors = FormEncoder().encode([ex.content for ex in few])
+    assert fit_tenant_space(few, vectors, range(len(few)), _targets(few), PredictorParams()) is None
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    textless = [LabelledExample(content="", outcomes=ex.outcomes, tenant="acme", id=ex.id) for ex in rows]
+    vectors = FormEncoder().encode([ex.content for ex in rows])
+    assert fit_tenant_space(textless, vectors, range(len(rows)), _targets(rows), PredictorParams()) is None
+    # prompts that share no word span no space: declined, not an error that would lose the prior
+    lone = [
+        LabelledExample(content=f"w{n}", outcomes=ex.outcomes, tenant="acme", id=ex.id) for n, ex in enumerate(rows)
+    ]
+    assert fit_tenant_space(lone, vectors, range(len(rows)), _targets(rows), PredictorParams()) is None
+
+
+def test_space_choices_are_counted_for_operators() -> None:
+    before = REGISTRY.get_sample_value("llm_router_tenant_space_choices_total", {"space": "own"}) or 0.0
+    count_tenant_space("own")
+    assert REGISTRY.get_sample_value("llm_router_tenant_space_choices_total", {"space": "own"}) == before + 1
+    assert b'llm_router_tenant_space_choices_total{space="own"}' in render()[0]
+
+
+# --- in the router -------------------------------------------------------------------------------
+
+
+async def _index(encoder: FormEncoder, rows: Sequence[LabelledExample]) -> LocalIndex:
+    index = LocalIndex(encoder.dim)
+    shared = [
+        LabelledExample(content=f"general help request {i}", outcomes={"tier:frontier": 0.9, "tier:economy": 0.5})
+        for i in range(50)
+    ]
+    examples = [*shared, *rows]
+    await index.upsert(examples, encoder.encode([ex.content for ex in examples]))
+    return index
+
+
+def _gain(decision: Any) -> float:
+    q = {c.model.id: c.predicted_quality for c in decision.candidates}
+    return float(q["big"] - q["small"])
+
+
+async def test_the_router_searches_a_tenant_in_the_space_its_fit_chose(caplog: pytest.LogCaptureFixture) -> None:
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    index = await _index(encoder, rows)
+    params = PredictorParams(k=40)
+    told: list[str] = []
+    with_space = TenantPriors(index, params=params, on_space=told.append)
+    without = TenantPriors(index, params=params, max_space_examples=0, on_space=told.append)
+    router = Router(CATALOG, encoder, index, params=params, difficulty=None, tenant_priors=with_space)
+    plain = Router(CATALOG, encoder, index, params=params, difficulty=None, tenant_priors=without)
+    with caplog.at_level(logging.INFO, logger="shared.routing.tenant_prior"):
+        fitted = await with_space.refresh("acme", router.shared_estimate)
+    assert fitted is not None and fitted.space is not None
+    assert "its own space" in caplog.text
+    shared_only = await without.refresh("acme", plain.shared_estimate)
+    assert shared_only is not None and shared_only.space is None
+    assert told == ["own", "shared"]  # for /metrics
+
+    rng = np.random.default_rng(7)
+    hard, easy = _prompt(2000, rng), _prompt(2001, rng)
+    mine = [await router.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (hard, easy)]
+    theirs = [await plain.decide(RoutingRequest(prompt=q, policy="balanced", tenant="acme")) for q in (hard, easy)]
+    # in its own space the tenant's neighbours tell an integral from a matrix; in the shared
+    # (form-only) space they cannot
+    assert _gain(mine[0]) - _gain(mine[1]) > 0.5
+    assert abs(_gain(theirs[0]) - _gain(theirs[1])) < 0.2
+    assert [d.public()["tenant_space"] for d in mine] == [True, True]  # /api/v1/route says so
+    assert [d.public()["tenant_space"] for d in theirs] == [False, False]
+    assert {n["id"] for n in mine[0].public()["tenant_neighbours"]} <= {ex.id for ex in rows}
+    # another tenant never reads acme's space
+    other = await router.decide(RoutingRequest(prompt=hard, policy="balanced", tenant="other"))
+    assert not other.own_neighbours and other.public()["tenant_space"] is False
+    await router.close()
+    await plain.close()
+
+
+async def test_asking_for_a_tenants_space_never_starts_a_fit() -> None:
+    encoder = FormEncoder()
+    index = await _index(encoder, [])
+    priors = TenantPriors(index)
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    decision = await router.decide(RoutingRequest(prompt="hello there", policy="balanced", tenant="newcomer"))
+    await asyncio.sleep(0)
+    assert not decision.own_neighbours and not priors._running and "newcomer" not in priors._fitted
+    await router.close()
+
+
+async def test_weaviate_and_the_local_index_give_a_tenant_the_same_space(
+    make_weaviate_index: Callable[..., Any],
+) -> None:
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    local = await _index(encoder, rows)
+    remote = make_weaviate_index(encoder.dim, encoder.name)
+    shared = [
+        LabelledExample(content=f"general help request {i}", outcomes={"tier:frontier": 0.9, "tier:economy": 0.5})
+        for i in range(50)
+    ]
+    await remote.upsert([*shared, *rows], encoder.encode([ex.content for ex in [*shared, *rows]]))
+    spaces = []
+    for index in (local, remote):
+        router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None)
+        fitted = await TenantPriors(index, params=PredictorParams(k=40)).refresh("acme", router.shared_estimate)
+        assert fitted is not None and fitted.space is not None
+        spaces.append(fitted.space)
+    query = _prompt(3000, np.random.default_rng(5))
+    a, b = (s.search(query, len(rows)) for s in spaces)
+    assert {(i, round(float(s), 4)) for i, s in zip(a.ids, a.similarities, strict=True)} == {
+        (i, round(float(s), 4)) for i, s in zip(b.ids, b.similarities, strict=True)
+    }
