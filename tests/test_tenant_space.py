@@ -201,6 +201,24 @@ async def test_the_router_searches_a_tenant_in_the_space_its_fit_chose(caplog: p
     await plain.close()
 
 
+async def test_an_unchanged_tenant_keeps_its_space_and_new_labels_refit_it() -> None:
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    index = await _index(encoder, rows)
+    priors = TenantPriors(index, params=PredictorParams(k=40))
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    first = await priors.refresh("acme", router.shared_estimate)
+    again = await priors.refresh("acme", router.shared_estimate)
+    assert first is not None and again is not None and first.space is not None
+    assert again is not first and again.space is first.space  # the prior refitted, the space kept
+    more = _tenant_rows(2 * MIN_PROMPTS + 60)[len(rows) :]
+    await index.upsert(more, encoder.encode([ex.content for ex in more]))
+    grown = await priors.refresh("acme", router.shared_estimate)
+    assert grown is not None and grown.space is not None and grown.space is not first.space
+    assert len(grown.space.matrix) == len(rows) + len(more)
+    await router.close()
+
+
 async def test_asking_for_a_tenants_space_never_starts_a_fit() -> None:
     encoder = FormEncoder()
     index = await _index(encoder, [])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .base import normalise_rows
 from .tfidf_svd import TfidfSvdEncoder, ngram_hashes
 
 if TYPE_CHECKING:
@@ -37,6 +38,19 @@ def exact_svd(matrix: sp.csr_matrix, k: int, seed: int) -> np.ndarray:
     return out
 
 
+# one text's n-gram buckets and their counts (sorted buckets, as np.unique gives them)
+NgramRow = tuple[np.ndarray, np.ndarray]
+
+
+def ngram_rows(texts: Sequence[str], *, n_bits: int = 18, ngram_max: int = 2) -> list[NgramRow]:
+    """Each text's n-gram buckets and counts: the hashing, done once for several fits and encodes
+    of the same texts (a tenant's space fits three encoders on its prompts)."""
+    mask = np.uint32((1 << n_bits) - 1)
+    return [
+        np.unique(np.asarray(ngram_hashes(t, ngram_max), dtype=np.uint32) & mask, return_counts=True) for t in texts
+    ]
+
+
 def fit_tfidf_svd(
     texts: Sequence[str],
     *,
@@ -49,17 +63,31 @@ def fit_tfidf_svd(
     solver: SvdSolver = exact_svd,
 ) -> TfidfSvdEncoder:
     """Learn idf and the SVD basis from example texts."""
+    rows = ngram_rows(texts, n_bits=n_bits, ngram_max=ngram_max)
+    return fit_rows(
+        rows, dim=dim, n_bits=n_bits, ngram_max=ngram_max, max_vocab=max_vocab, min_df=min_df, seed=seed, solver=solver
+    )
+
+
+def fit_rows(
+    rows: Sequence[NgramRow],
+    *,
+    dim: int = 128,
+    n_bits: int = 18,
+    ngram_max: int = 2,
+    max_vocab: int = 32_768,
+    min_df: int = 2,
+    seed: int = 0,
+    solver: SvdSolver = exact_svd,
+) -> TfidfSvdEncoder:
+    """`fit_tfidf_svd` on texts already hashed (`ngram_rows` with the same n_bits and ngram_max)."""
     import scipy.sparse as sp  # only where a fit runs: no start-up cost for the app
 
     n_buckets = 1 << n_bits
-    mask = np.uint32(n_buckets - 1)
-    rows = [
-        np.unique(np.asarray(ngram_hashes(t, ngram_max), dtype=np.uint32) & mask, return_counts=True) for t in texts
-    ]
     df = np.zeros(n_buckets, dtype=np.float64)
     for buckets, _ in rows:
         df[buckets] += 1
-    n = len(texts)
+    n = len(rows)
     idf = (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
     kept = np.flatnonzero(df >= min_df)
     if len(kept) > max_vocab:
@@ -86,3 +114,23 @@ def fit_tfidf_svd(
         n_bits=n_bits,
         ngram_max=ngram_max,
     )
+
+
+def encode_rows(encoder: TfidfSvdEncoder, rows: Sequence[NgramRow]) -> np.ndarray:
+    """What `encoder.encode` gives for the texts these rows were hashed from, in one sparse
+    product instead of a Python loop per text (the rows' n_bits must be the encoder's)."""
+    import scipy.sparse as sp
+
+    kept = encoder.kept_buckets
+    indptr, indices, data = [0], [], []
+    for buckets, counts in rows:
+        at = np.searchsorted(kept, buckets)
+        hit = (at < len(kept)) & (kept[np.minimum(at, len(kept) - 1)] == buckets)
+        indices.append(at[hit])
+        data.append((1.0 + np.log(counts[hit])) * encoder.idf[buckets[hit]].astype(np.float64))
+        indptr.append(indptr[-1] + int(hit.sum()))
+    weights = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), np.asarray(indptr)), shape=(len(rows), len(kept))
+    )
+    out: np.ndarray = normalise_rows(np.asarray(weights @ encoder.components.astype(np.float64)))
+    return out

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..encoders.tfidf_fit import fit_tfidf_svd
+from ..encoders.tfidf_fit import encode_rows, fit_rows, ngram_rows
 from ..encoders.tfidf_svd import TfidfSvdEncoder
 from ..examples.labelled import LabelledExample, Neighbours, evidence_matrix
 from .predictor import PredictorParams
@@ -99,18 +99,21 @@ def fit_tenant_space(
     evidence = np.hstack(
         [weights[:, None], evidence_matrix(np.array([[ex.outcomes.get(k, np.nan) for k in keys] for ex in examples]))]
     )
-    choice = _Choice(examples, vectors, evidence, {k: j for j, k in enumerate(keys)}, params, seed)
+    # each prompt hashed once, for the three encoders fitted and the vectors they give
+    prompts = _Prompts(list(prompt), group, seed)
+    choice = _Choice(examples, vectors, evidence, {k: j for j, k in enumerate(keys)}, params, prompts)
     diff = choice.paired_differences(group % 2, np.asarray(scored, dtype=np.int64), targets)
     if diff is None or not len(diff):
         return None
     gain, se = float(diff.mean()), float(diff.std()) / np.sqrt(len(diff))
     log.debug("own space against the shared one: %.5f less squared error (se %.5f, %d examples)", gain, se, len(diff))
-    encoder = _fit(list(prompt), seed) if gain > SIGNIFICANCE * se else None
-    if encoder is None:
+    fitted = prompts.fit(np.arange(len(prompt))) if gain > SIGNIFICANCE * se else None
+    if fitted is None:
         return None
+    encoder, by_prompt = fitted
     return TenantSpace(
         encoder=encoder,
-        matrix=np.ascontiguousarray(encoder.encode(texts), dtype=np.float32),
+        matrix=np.ascontiguousarray(by_prompt[group], dtype=np.float32),
         ids=np.array([ex.id for ex in examples], dtype=object),
         keys=tuple(keys),
         evidence=evidence,
@@ -127,12 +130,12 @@ class _Choice:
     evidence: np.ndarray  # [weight | presence per key | outcome per key]
     position: Mapping[str, int]
     params: PredictorParams
-    seed: int
+    prompts: _Prompts
 
     def paired_differences(self, half: np.ndarray, scored: np.ndarray, targets: Targets) -> np.ndarray | None:
         """Per scored example, its squared error in the shared space minus that in its own; None
         if a half's texts span no space."""
-        texts = [ex.content for ex in self.examples]
+        group = self.prompts.group
         diffs: list[np.ndarray] = []
         for h in (0, 1):
             pool = np.flatnonzero(half != h)
@@ -140,16 +143,16 @@ class _Choice:
             if not len(mine):
                 continue
             queries = scored[mine]
-            encoder = _fit([texts[i] for i in pool], self.seed)
-            if encoder is None:
+            # the encoder of the other half's prompts, and every prompt's vector in its space
+            fitted = self.prompts.fit(np.unique(group[pool]))
+            if fitted is None:
                 return None
+            by_prompt = fitted[1]
             wanted = [
                 (targets[j], self.examples[i].outcomes) for j, i in zip(mine.tolist(), queries.tolist(), strict=True)
             ]
             shared = self._errors(self.vectors[queries], self.vectors[pool], pool, wanted)
-            own = self._errors(
-                encoder.encode([texts[i] for i in queries]), encoder.encode([texts[i] for i in pool]), pool, wanted
-            )
+            own = self._errors(by_prompt[group[queries]], by_prompt[group[pool]], pool, wanted)
             diffs.append(shared - own)
         return np.concatenate(diffs) if diffs else None
 
@@ -187,8 +190,19 @@ class _Choice:
         return out
 
 
-def _fit(texts: Sequence[str], seed: int) -> TfidfSvdEncoder | None:
-    """An encoder fitted on these texts (in a fixed order: a refit gives the same space); None
-    where they share too few words to span a space (each word in one prompt only, say)."""
-    encoder = fit_tfidf_svd(sorted(set(texts)), max_vocab=MAX_VOCAB, seed=seed)
-    return encoder if encoder.dim >= 2 and len(encoder.kept_buckets) > encoder.dim else None
+class _Prompts:
+    """A tenant's distinct prompts, hashed once (`group[i]`: example i's prompt)."""
+
+    def __init__(self, texts: Sequence[str], group: np.ndarray, seed: int) -> None:
+        self.group, self.seed = group, seed
+        self.rows = ngram_rows(texts)
+        self._order = np.argsort(np.array(texts, dtype=object))  # by text: any listing order fits alike
+
+    def fit(self, prompts: np.ndarray) -> tuple[TfidfSvdEncoder, np.ndarray] | None:
+        """An encoder fitted on these prompts and every prompt's vector in its space; None where
+        they share too few words to span a space (each word in one prompt only, say)."""
+        chosen = self._order[np.isin(self._order, prompts)]
+        encoder = fit_rows([self.rows[p] for p in chosen], max_vocab=MAX_VOCAB, seed=self.seed)
+        if encoder.dim < 2 or len(encoder.kept_buckets) <= encoder.dim:
+            return None
+        return encoder, encode_rows(encoder, self.rows)
