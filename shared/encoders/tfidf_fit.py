@@ -119,7 +119,7 @@ def fit_rows(
 def encode_rows(encoder: TfidfSvdEncoder, rows: Sequence[NgramRow]) -> np.ndarray:
     """What `encoder.encode` gives for the texts these rows were hashed from, in one sparse
     product instead of a Python loop per text (the rows' n_bits must be the encoder's)."""
-    import scipy.sparse as sp
+    import scipy.sparse as sp  # only where a fit runs: no start-up cost for the app
 
     kept = encoder.kept_buckets
     indptr, indices, data = [0], [], []

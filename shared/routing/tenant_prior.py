@@ -36,7 +36,7 @@ from ..examples.labelled import LabelledExample
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
 from .tenant_space import MAX_EXAMPLES as MAX_SPACE_EXAMPLES
-from .tenant_space import TenantSpace, fit_tenant_space
+from .tenant_space import TenantSpace, examples_fingerprint, fit_tenant_space
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +175,6 @@ def fit_tenant_prior(
     return TenantPrior(
         tuple(float(v) for v in mean), tuple(float(v) for v in scale), weights, len(texts), tuple(declined)
     )
-
-
-def examples_fingerprint(examples: Sequence[LabelledExample]) -> int:
-    """Which examples, with which outcomes and weights: equal for an unchanged set."""
-    return hash(tuple((ex.id, ex.weight, tuple(sorted(ex.outcomes.items()))) for ex in examples))
 
 
 def _cross_fitted(z: np.ndarray, clipped: np.ndarray, b: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:

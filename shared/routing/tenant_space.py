@@ -190,6 +190,11 @@ class _Choice:
         return out
 
 
+def examples_fingerprint(examples: Sequence[LabelledExample]) -> int:
+    """Which examples, with which outcomes and weights: equal for an unchanged set."""
+    return hash(tuple((ex.id, ex.weight, tuple(sorted(ex.outcomes.items()))) for ex in examples))
+
+
 class _Prompts:
     """A tenant's distinct prompts, hashed once (`group[i]`: example i's prompt)."""
 
