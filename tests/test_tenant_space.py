@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from shared.catalog import Catalog
 from shared.encoders.base import normalise_rows
+from shared.evaluation import GainScorer
 from shared.examples.labelled import LabelledExample, example_id
 from shared.index.local import LocalIndex
 from shared.metrics import count_tenant_space, render
@@ -217,6 +218,57 @@ async def test_an_unchanged_tenant_keeps_its_space_and_new_labels_refit_it() -> 
     assert grown is not None and grown.space is not None and grown.space is not first.space
     assert len(grown.space.matrix) == len(rows) + len(more)
     await router.close()
+
+
+async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_used_lose_it_first() -> None:
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    theirs = [
+        LabelledExample(
+            content=ex.content, outcomes=ex.outcomes, tenant=tenant, source="feedback", id=f"{tenant}-{ex.id}"
+        )
+        for tenant in ("b", "c")
+        for ex in rows
+    ]
+    index = await _index(encoder, [*rows, *theirs])
+    priors = TenantPriors(index, params=PredictorParams(k=40), max_spaces=2)
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
+    for tenant in ("acme", "b", "c"):
+        fitted = await priors.refresh(tenant, router.shared_estimate)
+        assert fitted is not None and fitted.space is not None
+    kept = {t: priors.peek(t) for t in ("acme", "b", "c")}
+    assert [t for t, p in kept.items() if p is not None and p.space is not None] == ["b", "c"]
+    acme = kept["acme"]
+    assert acme is not None and acme.space is None and acme.space_examples is None  # its prior stays
+    # its next fit chooses again (and takes the space from the least recently used)
+    again = await priors.refresh("acme", router.shared_estimate)
+    assert again is not None and again.space is not None
+    assert [t for t in ("acme", "b", "c") if (p := priors.peek(t)) is not None and p.space is not None] == ["acme", "c"]
+    await router.close()
+
+
+async def test_the_evaluation_scores_through_the_tenants_space_as_the_router_does() -> None:
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    scorer = GainScorer(
+        encoder,
+        PredictorParams(k=40),
+        strong_keys=("big", "tier:frontier"),
+        weak_keys=("small", "tier:economy"),
+        tenant="acme",
+        use_difficulty=False,
+    )
+    shared = [
+        LabelledExample(content=f"general help request {i}", outcomes={"tier:frontier": 0.9, "tier:economy": 0.5})
+        for i in range(50)
+    ]
+    scorer.add([*shared, *rows], encoder.encode([ex.content for ex in [*shared, *rows]]))
+    rng = np.random.default_rng(11)
+    hard, easy = _prompt(4000, rng), _prompt(4001, rng)
+    before = scorer.score(hard) - scorer.score(easy)
+    await scorer.fit_tenant_prior()
+    assert scorer.tenant_prior is not None and scorer.tenant_prior.space is not None
+    assert abs(before) < 0.1 and scorer.score(hard) - scorer.score(easy) > 0.25
 
 
 async def test_asking_for_a_tenants_space_never_starts_a_fit() -> None:

@@ -1,23 +1,20 @@
 """A tenant's own prior: what the estimate from its own neighbours is shrunk toward.
 
-The estimate from a tenant's own labelled neighbours used to be shrunk toward the shared estimate
-with a fifth of one example's weight (`PredictorParams.tenant_strength`), because the shared
-examples may be of another domain entirely. With enough labels of its own, a tenant gets a prior
-fitted on them instead, per outcome key: a ridge regression over the prompt's difficulty features
-(difficulty.py) and the shared estimate for that key, so the tenant's labels decide how far the
-shared examples speak for its domain. The tenant's estimate is shrunk toward it as strongly as
-the shared estimate is toward the shipped prior (`tenant_prior_strength` = `prior_strength`),
-which is what a router trained on the tenant's rows alone does, unless leave-one-out over the
-tenant's own examples shows its neighbours do significantly better with less (a mix of tasks, which
-its neighbours tell apart and a linear prior cannot). On held-out learning curves it lifts
-competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more, and brings a
-ten-task mix level with the router trained on its rows alone (docs/routing-quality.md, "A
-tenant's own prior").
+Without one, a tenant's own neighbours are shrunk toward the shared estimate with a fifth of one
+example's weight (`PredictorParams.tenant_strength`): the shared examples may be of another domain.
+With enough labels, a tenant gets a prior fitted on them, per outcome key: a ridge regression over
+the prompt's difficulty features (difficulty.py) and the shared estimate for that key, so its
+labels decide how far the shared examples speak for its domain. Its estimate is shrunk toward it
+as strongly as the shared one is toward the shipped prior (`tenant_prior_strength`), as a router
+trained on its rows alone would be, unless leave-one-out over its examples shows its neighbours do
+significantly better with less (a mix of tasks, which neighbours tell apart and a linear prior
+cannot). It lifts competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more
+(docs/routing-quality.md, "A tenant's own prior").
 
-Fitting reads the tenant's examples and their vectors from the index and makes one shared search
-per example, so it never runs on a decision: a decision uses the prior fitted last, and a
-missing or stale one is refitted in the background (`TenantPriors.get`). The same fit chooses
-the space the tenant's own neighbours are searched in (tenant_space.py).
+Fitting reads the tenant's examples and vectors from the index and makes one shared search per
+example, so it never runs on a decision: a decision uses the last fit, and a missing or stale one
+is refitted in the background (`TenantPriors.get`). The same fit chooses the space the tenant's
+own neighbours are searched in (tenant_space.py).
 """
 
 from __future__ import annotations
@@ -36,7 +33,7 @@ from ..examples.labelled import LabelledExample
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
 from .tenant_space import MAX_EXAMPLES as MAX_SPACE_EXAMPLES
-from .tenant_space import TenantSpace, examples_fingerprint, fit_tenant_space
+from .tenant_space import MAX_SPACES, TenantSpace, examples_fingerprint, fit_tenant_space
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +250,8 @@ class _Fitted:
 
 class TenantPriors:
     """Each tenant's prior, fitted in the background and refitted every `refresh_s` seconds while
-    the tenant routes; at most `max_tenants` are kept (least recently used go first)."""
+    the tenant routes; at most `max_tenants` are kept, `max_spaces` of them with a space of their
+    own (least recently used go first; a dropped space is chosen again at the next fit)."""
 
     def __init__(
         self,
@@ -264,6 +262,7 @@ class TenantPriors:
         max_examples: int = MAX_EXAMPLES,
         max_space_examples: int = MAX_SPACE_EXAMPLES,
         max_tenants: int = 1024,
+        max_spaces: int = MAX_SPACES,
         params: PredictorParams = PredictorParams(),
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
@@ -277,7 +276,7 @@ class TenantPriors:
         self.min_examples = min_examples
         self.max_examples = max_examples
         self.max_space_examples = max_space_examples  # 0: no tenant gets a space of its own
-        self.max_tenants = max_tenants
+        self.max_tenants, self.max_spaces = max_tenants, max_spaces
         self._clock = clock
         self._fitted: OrderedDict[str, _Fitted] = OrderedDict()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -390,6 +389,9 @@ class TenantPriors:
         self._fitted.move_to_end(tenant)
         while len(self._fitted) > self.max_tenants:
             self._fitted.popitem(last=False)
+        holding = [(t, p, f.at) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space is not None]
+        for old, p, at in holding[: max(0, len(holding) - self.max_spaces)]:
+            self._fitted[old] = _Fitted(replace(p, space=None, space_examples=None), at)
 
     async def close(self) -> None:
         tasks = list(self._running.values())

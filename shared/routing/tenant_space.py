@@ -38,6 +38,8 @@ MIN_PROMPTS = 120
 MAX_EXAMPLES = 10_000
 # the tenant's encoder keeps at most this many n-grams (its basis is 128 x this, in float16)
 MAX_VOCAB = 8192
+# tenants holding a space at once, per process: each is up to ~10 MB (vectors, evidence, encoder)
+MAX_SPACES = 16
 # standard errors by which the tenant's space must beat the shared one (as the prior's strength)
 SIGNIFICANCE = 2.0
 _CHUNK = 512  # queries per similarity block in the choice (512 x 10,000 float32 = 20 MB)
