@@ -342,7 +342,7 @@ class TenantPriors:
                 prior.examples,
                 chosen or "none",
                 ", ".join(prior.declined) or "none",
-                "its own space" if prior.space is not None else "the shared space",
+                f"its own space, {prior.space.gain:.4f} less squared error" if prior.space else "the shared space",
             )
             if self.on_space is not None:
                 self.on_space("own" if prior.space is not None else "shared")
