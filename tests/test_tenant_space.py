@@ -217,6 +217,12 @@ async def test_an_unchanged_tenant_keeps_its_space_and_new_labels_refit_it() -> 
     grown = await priors.refresh("acme", router.shared_estimate)
     assert grown is not None and grown.space is not None and grown.space is not first.space
     assert len(grown.space.matrix) == len(rows) + len(more)
+    # TENANT_SPACE_EXAMPLES caps what the space holds (the latest), not what the prior reads
+    capped = TenantPriors(index, params=PredictorParams(k=40), max_space_examples=len(rows))
+    held = await capped.refresh("acme", router.shared_estimate)
+    assert held is not None and held.examples == len(rows) + len(more)
+    assert held.space is not None and len(held.space.matrix) == len(rows)
+    assert set(held.space.ids) == {ex.id for ex in (rows + more)[len(more) :]}
     await router.close()
 
 

@@ -45,7 +45,8 @@ def ngram_hashes(text: str, ngram_max: int) -> list[int]:
 def bucket_counts(text: str, ngram_max: int, n_bits: int) -> tuple[tuple[int, int], ...]:
     """The text's n-gram buckets and their counts, in bucket order. Kept for the last few texts:
     a tenant with a space of its own (routing/tenant_space.py) encodes each prompt twice, with
-    the shared encoder and its own, and hashing a long prompt's n-grams is most of the cost."""
+    the shared encoder and its own, and hashing a long prompt's n-grams is most of the cost. The
+    last four prompts stay in this process's memory until four others are encoded."""
     counts: dict[int, int] = {}
     mask = (1 << n_bits) - 1
     for h in ngram_hashes(text, ngram_max):

@@ -273,8 +273,7 @@ class TenantPriors:
         self.on_space = on_space  # told each fitted prior's space: own or shared (for /metrics)
         self.refresh_s = refresh_s
         self.params = params  # the predictor's: the leave-one-out choice imitates its decisions
-        self.min_examples = min_examples
-        self.max_examples = max_examples
+        self.min_examples, self.max_examples = min_examples, max_examples
         self.max_space_examples = max_space_examples  # 0: no tenant gets a space of its own
         self.max_tenants, self.max_spaces = max_tenants, max_spaces
         self._clock = clock
@@ -370,14 +369,15 @@ class TenantPriors:
         )
         if prior is None or self.max_space_examples <= 0:
             return prior
-        seen = examples_fingerprint(examples)
+        first = max(0, len(examples) - self.max_space_examples)  # the space holds the latest
+        seen = examples_fingerprint(examples[first:])
         if previous is not None and previous.space_examples == seen:
             return replace(prior, space=previous.space, space_examples=seen)
+        scored = [(i - first, est) for i, est in zip(rows, estimates, strict=True) if i >= first]
         targets = [
-            {key: prior.target(examples[i].content, key, est[key], self.params) for key in examples[i].outcomes}
-            for i, est in zip(rows, estimates, strict=True)
+            {k: prior.target(examples[i + first].content, k, est[k], self.params) for k in est} for i, est in scored
         ]
-        space = fit_tenant_space(examples, vectors, rows, targets, self.params)
+        space = fit_tenant_space(examples[first:], vectors[first:], [i for i, _ in scored], targets, self.params)
         return replace(prior, space=space, space_examples=seen)
 
     def _told(self, outcome: str) -> None:
