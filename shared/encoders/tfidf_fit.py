@@ -9,7 +9,7 @@ tenant's prompts with scipy's exact truncated SVD, since scikit-learn is not in 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,22 +51,10 @@ def ngram_rows(texts: Sequence[str], *, n_bits: int = 18, ngram_max: int = 2) ->
     ]
 
 
-def fit_tfidf_svd(
-    texts: Sequence[str],
-    *,
-    dim: int = 128,
-    n_bits: int = 18,
-    ngram_max: int = 2,
-    max_vocab: int = 32_768,
-    min_df: int = 2,
-    seed: int = 0,
-    solver: SvdSolver = exact_svd,
-) -> TfidfSvdEncoder:
-    """Learn idf and the SVD basis from example texts."""
+def fit_tfidf_svd(texts: Sequence[str], *, n_bits: int = 18, ngram_max: int = 2, **options: Any) -> TfidfSvdEncoder:
+    """Learn idf and the SVD basis from example texts (`options` as `fit_rows`)."""
     rows = ngram_rows(texts, n_bits=n_bits, ngram_max=ngram_max)
-    return fit_rows(
-        rows, dim=dim, n_bits=n_bits, ngram_max=ngram_max, max_vocab=max_vocab, min_df=min_df, seed=seed, solver=solver
-    )
+    return fit_rows(rows, n_bits=n_bits, ngram_max=ngram_max, **options)
 
 
 def fit_rows(
@@ -80,7 +68,8 @@ def fit_rows(
     seed: int = 0,
     solver: SvdSolver = exact_svd,
 ) -> TfidfSvdEncoder:
-    """`fit_tfidf_svd` on texts already hashed (`ngram_rows` with the same n_bits and ngram_max)."""
+    """Learn idf and the SVD basis from texts already hashed (`ngram_rows`, with the same n_bits and
+    ngram_max)."""
     import scipy.sparse as sp  # only where a fit runs: no start-up cost for the app
 
     n_buckets = 1 << n_bits
