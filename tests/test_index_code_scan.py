@@ -111,6 +111,58 @@ def test_tenants_see_shared_rows_and_their_own_only(tenant: str | None) -> None:
         assert {tenant_of[i] for i in found.ids} <= {None, tenant}
 
 
+def test_the_codes_hold_the_shared_rows_only() -> None:
+    """A tenant's rows never enter the candidate index: the shared search (the router's first) is
+    the same as over the shared rows alone, and a tenant's search merges its own rows, searched
+    exactly, with the shared candidates."""
+    vectors = clustered(N + 600, DIM)
+    shared = examples(N)
+    mine, theirs = examples(300, start=N, tenant="acme"), examples(300, start=N + 300, tenant="other")
+    plain = codes_index(vectors[:N], shared)
+    mixed = LocalIndex(DIM, scan_codes_above=1000)
+    # the tenants' rows among the shared ones, as feedback arrives between imports
+    order = [*range(0, 1000), *range(N, N + 600), *range(1000, N)]
+    every = shared + mine + theirs
+    mixed.upsert_sync([every[i] for i in order], vectors[order])
+    mixed.refresh_sync()
+    snap = mixed.snapshot
+    assert snap.ann is not None and snap.ann.size == N and snap.shared_rows is not None
+    assert {snap.tenants[i] for i in snap.shared_rows} == {None}
+    position = {ex.id: i for i, ex in enumerate(every)}
+    for q in clustered(20, DIM, seed=13):
+        found = mixed.search_sync(q, K)
+        assert list(found.ids) == list(plain.search_sync(q, K).ids)
+        assert np.array_equal(found.similarities, plain.search_sync(q, K).similarities)
+        theirs_found = mixed.search_sync(q, K, tenant="acme")
+        visible = [i for i, ex in enumerate(every) if ex.tenant in (None, "acme")]
+        exact = sorted(visible, key=lambda i: -float(vectors[i] @ q))[:K]
+        own_exact = [every[i].id for i in exact if every[i].tenant == "acme"]
+        assert [i for i in theirs_found.ids if i in set(own_exact)] == own_exact  # every own one, in order
+        rows = [position[i] for i in theirs_found.ids]
+        assert np.allclose(theirs_found.similarities, vectors[rows] @ q, atol=1e-5)
+        assert list(theirs_found.similarities) == sorted(theirs_found.similarities, reverse=True)
+    for i in (N + 7, N + 250):  # a tenant's own vector finds itself first, another tenant's never
+        assert mixed.search_sync(vectors[i], 1, tenant="acme").ids[0] == every[i].id
+        assert every[i].id not in set(mixed.search_sync(vectors[i], K, tenant="other").ids)
+
+
+def test_tenant_rows_appended_leave_the_codes_and_shared_rows_after_them_join() -> None:
+    vectors = clustered(N + 400, DIM)
+    index = codes_index(vectors[:N], examples(N))
+    first = index.snapshot.ann
+    index.upsert_sync(examples(200, start=N, tenant="acme"), vectors[N : N + 200])
+    index.refresh_sync()
+    assert index.snapshot.ann is not None and index.snapshot.ann.size == N and first is not None
+    added = examples(200, start=N + 200)
+    index.upsert_sync(added, vectors[N + 200 :])
+    index.refresh_sync()
+    snap = index.snapshot
+    assert snap.ann is not None and snap.ann.size == N + 200 and snap.ann_trained_on == N  # joined, not relearnt
+    assert snap.shared_rows is not None and list(snap.shared_rows[N:]) == list(range(N + 200, N + 400))
+    for i in (0, 57, 199):
+        assert index.search_sync(vectors[N + 200 + i], 1).ids[0] == added[i].id
+
+
 def test_the_matrix_is_the_candidate_index_rows_and_outlives_it() -> None:
     """The snapshot's matrix is a read-only view of the rows faiss holds (one copy, not two); a
     view keeps the index alive, so it still reads the same rows once nothing else refers to it."""

@@ -1,0 +1,221 @@
+"""What a LocalIndex search reads: an immutable snapshot of its arrays, and the searches over it.
+
+Below `scan_codes_above` shared examples a search is exact. From there on a candidate index (ann.py)
+over the *shared* rows proposes candidates that faiss re-scores exactly. It holds the shared rows
+only, never a tenant's: the router's first search asks for shared examples alone (its second search
+reads the tenant's own rows exactly, `search_own_snapshot`), and a candidate index that held tenant
+rows had to over-fetch and filter for it. With 200 of a tenant's rows among 19.6k shared ones that
+filter took a learning-curve decision from 0.38 to 1.05 ms p50, and with 14k (MMLU's learned half)
+past the over-fetch, to an exact scan of every row (docs/performance.md). A search that may see a
+tenant's rows merges the shared candidates with that tenant's own, searched exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..examples.labelled import LabelledExample, Neighbours, evidence_matrix
+from ..examples.nearest import top_k
+from .ann import CodeScanCandidates, IvfCandidates
+
+_SPARSE_QUERY_SHARE = 0.25  # a query this sparse reads only its columns
+# Exact search costs ~0.1 ms per 1k examples of 256 dimensions on one core (memory-bound): past
+# this size it would take most of the decision's 1 ms budget (docs/performance.md).
+APPROXIMATE_ABOVE = 50_000
+# Past this size the exact scan's read of the whole matrix (5 MB here) no longer stays in the
+# caches under load; a code scan reads a sixteenth of it (ann.py, docs/performance.md). Below it
+# the in-domain evaluation's 7k-example index stays exact.
+SCAN_CODES_ABOVE = 10_000
+# However few neighbours are asked, at least this many candidates are re-scored: for the nearest
+# one or two the approximate order alone would too often miss the true nearest.
+_MIN_CANDIDATES = 64
+# The cells are learnt once; retrain when the index has grown this much since.
+_RETRAIN_GROWTH = 4
+
+Candidates = IvfCandidates | CodeScanCandidates
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What searches read: built in one go, never changed after (a tenant's rows are a cache of
+    values derived from it)."""
+
+    version: int
+    matrix: np.ndarray
+    ids: np.ndarray
+    tenants: np.ndarray
+    has_tenants: bool
+    keys: list[str]
+    # examples x (1 + 2·keys): the weight, then presence per key, then the outcome or 0
+    # (labelled.evidence_matrix). One matrix, so that a search gathers its neighbours' rows once:
+    # under load each gather of rows at random positions misses the caches
+    evidence: np.ndarray
+    ann: Candidates | None
+    ann_trained_on: int
+    # with tenant rows: the positions of the shared rows, in order (the candidate index holds these
+    # rows, in this order), and, when there is no candidate index, their vectors column-major for
+    # the exact shared search; None without tenant rows (every row is shared, `matrix` serves)
+    shared_rows: np.ndarray | None = None
+    shared_matrix: np.ndarray | None = None
+    # a tenant's own rows and their vectors, gathered once per snapshot: a gather of thousands of
+    # rows costs more than their product
+    own: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # the matrix's rows as views, for the index's own list once nothing was written meanwhile
+    rows: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def empty(cls, dim: int) -> Snapshot:
+        zeros = np.zeros(0, dtype=object)
+        matrix = np.zeros((0, dim), dtype=np.float32, order="F")
+        return cls(0, matrix, zeros, zeros, False, [], np.zeros((0, 1)), None, 0)
+
+
+def build_snapshot(
+    dim: int,
+    version: int,
+    examples: list[LabelledExample],
+    rows: list[np.ndarray],
+    previous: Snapshot,
+    rewritten: bool,
+    approximate_above: int,
+    scan_codes_above: int = SCAN_CODES_ABOVE,
+) -> Snapshot:
+    tenants = np.array([ex.tenant for ex in examples], dtype=object)
+    has_tenants = any(t is not None for t in tenants)
+    shared = np.flatnonzero(tenants == None) if has_tenants else None  # noqa: E711
+    kind = _candidates_kind(len(rows) if shared is None else len(shared), approximate_above, scan_codes_above)
+    if rows:
+        # column-major for exact search: a sparse query (the hashing encoder) reads just the
+        # columns it touches, and the dense product is faster too (19.6k x 128: 0.17 ms against
+        # 0.24 ms row-major, measured 2026-11-30); with a candidate index the rows go to it,
+        # row-major, and the matrix becomes its view, unless tenant rows (which it does not hold)
+        # need a matrix of every row
+        stacked = np.vstack(rows)
+        matrix = stacked if kind is not None else np.asfortranarray(stacked)
+    else:
+        matrix = np.zeros((0, dim), dtype=np.float32, order="F")
+    keys = sorted({k for ex in examples for k in ex.outcomes})
+    col = {k: j for j, k in enumerate(keys)}
+    outcomes = np.full((len(examples), len(keys)), np.nan, dtype=np.float32)
+    for i, ex in enumerate(examples):
+        for k, v in ex.outcomes.items():
+            outcomes[i, col[k]] = v
+    weights = np.array([ex.weight for ex in examples], dtype=np.float64)
+    ann, trained_on = _approximate(matrix, shared, kind, previous, rewritten)
+    if ann is not None and shared is None:
+        matrix = ann.vectors  # the re-scoring index holds the rows: keep one copy, not two
+    return Snapshot(
+        version=version,
+        matrix=matrix,
+        ids=np.array([ex.id for ex in examples], dtype=object),
+        tenants=tenants,
+        has_tenants=has_tenants,
+        keys=keys,
+        evidence=np.hstack([weights[:, None], evidence_matrix(outcomes)]),
+        ann=ann,
+        ann_trained_on=trained_on,
+        shared_rows=shared,
+        shared_matrix=np.asfortranarray(matrix[shared]) if shared is not None and ann is None else None,
+        rows=list(matrix),
+    )
+
+
+def _candidates_kind(n: int, approximate_above: int, scan_codes_above: int) -> type[Candidates] | None:
+    if n >= approximate_above:
+        return IvfCandidates
+    return CodeScanCandidates if n >= scan_codes_above else None
+
+
+def _approximate(
+    matrix: np.ndarray, shared: np.ndarray | None, kind: type[Candidates] | None, previous: Snapshot, rewritten: bool
+) -> tuple[Candidates | None, int]:
+    """The candidates' index over the shared rows (`shared` None: every row): none below the
+    thresholds; learnt anew after a rewrite, a shrink, enough growth or a change of kind; else the
+    previous one with the new shared rows added, on a copy (the previous snapshot may be serving a
+    search with it right now)."""
+    if kind is None:
+        return None, 0
+    held = matrix if shared is None else matrix[shared]
+    n = len(held)
+    old = previous.ann
+    if not isinstance(old, kind) or rewritten or old.size > n or n > _RETRAIN_GROWTH * previous.ann_trained_on:
+        return kind(held), n
+    before = np.arange(old.size) if previous.shared_rows is None else previous.shared_rows[: old.size]
+    now = np.arange(n) if shared is None else shared
+    if not np.array_equal(now[: old.size], before):  # a shared row now sits elsewhere
+        return kind(held), n
+    grown = old.copy()
+    grown.add(held[old.size :])
+    return grown, previous.ann_trained_on
+
+
+def search_snapshot(snap: Snapshot, dim: int, vector: np.ndarray, k: int, tenant: str | None) -> Neighbours:
+    """The k most similar rows `tenant` may see: the shared ones, and its own."""
+    if len(snap.ids) == 0 or k <= 0:
+        return _no_neighbours(snap)
+    query = np.asarray(vector, dtype=np.float32)
+    pos, sims = _shared_top(snap, query, k, dim)
+    if tenant is not None and snap.has_tenants:
+        rows, own = _own_similarities(snap, query, tenant)
+        if len(rows):
+            pos, sims = top_k(np.concatenate([pos, rows]), np.concatenate([sims, own]), k)
+    return _neighbours(snap, pos, sims)
+
+
+def search_own_snapshot(snap: Snapshot, vector: np.ndarray, k: int, tenant: str) -> Neighbours:
+    """Exact: a tenant's rows are few next to the shared ones."""
+    rows, sims = _own_similarities(snap, np.asarray(vector, dtype=np.float32), tenant)
+    if len(rows) == 0 or k <= 0:
+        return _no_neighbours(snap)
+    return _neighbours(snap, *top_k(rows, sims, k))
+
+
+def _shared_top(snap: Snapshot, query: np.ndarray, k: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k most similar shared rows: positions and exact similarities, most similar first."""
+    if snap.ann is not None:
+        pos, sims = snap.ann.nearest(query, k, max(snap.ann.candidates_per_k * k, _MIN_CANDIDATES))
+        if len(sims) > 1 and np.count_nonzero(sims[1:] == sims[:-1]):
+            order = np.lexsort((pos, -sims))  # ties: lower position first, as the exact search
+            pos, sims = pos[order], sims[order]
+        pos, sims = pos[:k], sims[:k]
+    else:
+        matrix = snap.matrix if snap.shared_matrix is None else snap.shared_matrix
+        all_sims = similarities(matrix, query, dim)
+        pos, sims = top_k(np.arange(len(all_sims)), all_sims, k)
+    # the shared rows' positions rise with theirs, so the order (ties included) is kept
+    return (pos if snap.shared_rows is None else snap.shared_rows[pos]), sims
+
+
+def _own_similarities(snap: Snapshot, query: np.ndarray, tenant: str) -> tuple[np.ndarray, np.ndarray]:
+    own = snap.own.get(tenant)
+    if own is None:
+        rows = np.flatnonzero(snap.tenants == tenant) if snap.has_tenants else np.zeros(0, dtype=np.int64)
+        own = (rows, np.ascontiguousarray(snap.matrix[rows]))
+        if len(snap.own) > 256:
+            snap.own.clear()
+        snap.own[tenant] = own
+    rows, vectors = own
+    return rows, vectors @ query
+
+
+def similarities(matrix: np.ndarray, vector: np.ndarray, dim: int) -> np.ndarray:
+    """Every row's dot product with `vector`."""
+    nz = np.flatnonzero(vector)
+    if matrix.flags.f_contiguous and len(nz) < _SPARSE_QUERY_SHARE * dim:
+        out: np.ndarray = matrix[:, nz] @ vector[nz]
+        return out
+    full: np.ndarray = matrix @ vector
+    return full
+
+
+def _neighbours(snap: Snapshot, top: np.ndarray, sims: np.ndarray) -> Neighbours:
+    # the ids are gathered only if asked for (/api/v1/route lists them, a chat request does not):
+    # gathering an object array touches every neighbour's string
+    rows = snap.evidence[top]
+    return Neighbours.from_evidence(snap.ids, sims, rows[:, 0], snap.keys, rows[:, 1:], positions=top)
+
+
+def _no_neighbours(snap: Snapshot) -> Neighbours:
+    return Neighbours.from_evidence([], np.zeros(0), np.zeros(0), snap.keys, np.zeros((0, 2 * len(snap.keys))))
