@@ -27,6 +27,7 @@ import numpy as np
 from ..encoders.tfidf_fit import encode_rows, fit_rows, ngram_rows
 from ..encoders.tfidf_svd import TfidfSvdEncoder
 from ..examples.labelled import LabelledExample, Neighbours, evidence_matrix
+from ..examples.nearest import top_k
 from .predictor import PredictorParams
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,28 @@ class TenantSpace:
     """The tenant's examples as vectors of its own encoder, searched exactly like `search_own`."""
 
     encoder: TfidfSvdEncoder
-    matrix: np.ndarray  # examples x dim, unit rows
+    # one unit row per distinct prompt, and each example's prompt: feedback makes an example per
+    # answering model, so a prompt's row is searched once (10,000 examples of MMLU's learned
+    # half: 0.24 ms of product read 5 MB, half of it twice)
+    prompts: np.ndarray
+    group: np.ndarray
     ids: np.ndarray  # the examples' ids (object array)
     keys: tuple[str, ...]
     evidence: np.ndarray  # examples x [weight | presence per key | outcome per key]
     gain: float  # mean squared error the choice saved per example, for the log
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """examples x dim: each example's prompt vector."""
+        rows: np.ndarray = self.prompts[self.group]
+        return rows
+
     def search(self, text: str, k: int) -> Neighbours:
         """The k most similar of the tenant's examples to `text`, in its own space."""
-        sims = self.matrix @ self.encoder.encode_one(text)
-        rows = np.arange(len(sims))
-        if k < len(rows):
-            rows = np.argpartition(-sims, k - 1)[:k]
-        top = rows[np.lexsort((rows, -sims[rows]))]  # ties: lower position first, as the index
+        sims = (self.prompts @ self.encoder.encode_one(text))[self.group]
+        top, top_sims = top_k(np.arange(len(sims)), sims, k)
         found = self.evidence[top]
-        return Neighbours.from_evidence(self.ids, sims[top], found[:, 0], self.keys, found[:, 1:], positions=top)
+        return Neighbours.from_evidence(self.ids, top_sims, found[:, 0], self.keys, found[:, 1:], positions=top)
 
 
 def fit_tenant_space(
@@ -116,7 +124,8 @@ def fit_tenant_space(
     encoder, by_prompt = fitted
     return TenantSpace(
         encoder=encoder,
-        matrix=np.ascontiguousarray(by_prompt[group], dtype=np.float32),
+        prompts=np.ascontiguousarray(by_prompt, dtype=np.float32),
+        group=group,
         ids=np.array([ex.id for ex in examples], dtype=object),
         keys=tuple(keys),
         evidence=evidence,
