@@ -126,7 +126,7 @@ def test_the_codes_hold_the_shared_rows_only() -> None:
     mixed.upsert_sync([every[i] for i in order], vectors[order])
     mixed.refresh_sync()
     snap = mixed.snapshot
-    assert snap.ann is not None and snap.ann.size == N and snap.shared_rows is not None
+    assert snap.ann is not None and snap.ann.size == N and snap.shared_rows is not None and len(snap.matrix) == N
     assert {snap.tenants[i] for i in snap.shared_rows} == {None}
     position = {ex.id: i for i, ex in enumerate(every)}
     for q in clustered(20, DIM, seed=13):

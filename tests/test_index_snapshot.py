@@ -38,7 +38,7 @@ def test_exact_search_with_tenant_rows_is_the_brute_force_ranking(tenant: str | 
     index.upsert_sync(exs, vectors)
     index.refresh_sync()
     snap = index.snapshot
-    assert snap.ann is None and snap.shared_matrix is not None and len(snap.shared_matrix) == tenants.count(None)
+    assert snap.ann is None and len(snap.matrix) == tenants.count(None)  # the shared rows only
     for q in rows(30, seed=2):
         found = index.search_sync(q, K, tenant=tenant)
         expected = brute_force(vectors, tenants, q, K, tenant)
@@ -61,3 +61,21 @@ def test_a_tenant_finds_its_own_row_and_the_shared_search_never_does() -> None:
     assert list(found.ids) == [exs[203].id]
     assert exs[203].id not in set(index.search_sync(own[3], 205).ids)  # the shared search never sees it
     assert len(index.search_sync(own[3], 500, tenant="acme")) == 205
+
+
+def test_every_vector_is_held_once() -> None:
+    """The shared rows live in the shared search's matrix, a tenant's in the tenants' matrix, and
+    the index's own list of rows is views of those two: no third copy."""
+    vectors = rows(300, seed=5)
+    tenants: list[str | None] = [None if i % 3 else "acme" for i in range(300)]
+    exs = [LabelledExample(content=f"p{i}", outcomes={"m": 1.0}, source="t", tenant=t) for i, t in enumerate(tenants)]
+    index = LocalIndex(DIM)
+    index.upsert_sync(exs, vectors)
+    index.refresh_sync()
+    snap = index.snapshot
+    assert snap.tenant_matrix is not None and len(snap.tenant_matrix) == tenants.count("acme")
+    assert len(snap.rows) == 300
+    for i, row in enumerate(snap.rows):
+        assert np.array_equal(row, vectors[i])
+        home = snap.matrix if tenants[i] is None else snap.tenant_matrix
+        assert np.shares_memory(row, home)

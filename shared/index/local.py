@@ -37,7 +37,6 @@ from .snapshot import (
     build_snapshot,
     search_own_snapshot,
     search_snapshot,
-    similarities,
 )
 
 __all__ = ["APPROXIMATE_ABOVE", "SCAN_CODES_ABOVE", "LocalIndex"]
@@ -143,10 +142,6 @@ class LocalIndex:
     def snapshot(self) -> Snapshot:
         """What searches read now (bench/scale.py reads its matrix and cells)."""
         return self._snap
-
-    def similarities(self, vector: np.ndarray) -> np.ndarray:
-        self.refresh_sync()
-        return similarities(self._snap.matrix, vector, self.dim)
 
     async def search(self, vector: np.ndarray, k: int, *, tenant: str | None = None) -> Neighbours:
         if self._scheduled < self._version:

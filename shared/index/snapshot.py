@@ -1,13 +1,13 @@
 """What a LocalIndex search reads: an immutable snapshot of its arrays, and the searches over it.
 
-Below `scan_codes_above` shared examples a search is exact. From there on a candidate index (ann.py)
-over the *shared* rows proposes candidates that faiss re-scores exactly. It holds the shared rows
-only, never a tenant's: the router's first search asks for shared examples alone (its second search
-reads the tenant's own rows exactly, `search_own_snapshot`), and a candidate index that held tenant
-rows had to over-fetch and filter for it. With 200 of a tenant's rows among 19.6k shared ones that
-filter took a learning-curve decision from 0.38 to 1.05 ms p50, and with 14k (MMLU's learned half)
-past the over-fetch, to an exact scan of every row (docs/performance.md). A search that may see a
-tenant's rows merges the shared candidates with that tenant's own, searched exactly.
+The shared rows and the tenants' rows are kept apart. The shared search (the router's first, which
+asks for shared examples alone) reads the shared rows only: exactly below `scan_codes_above` of
+them, and from there on through a candidate index (ann.py) that faiss re-scores exactly. A
+tenant's rows are searched exactly (`search_own_snapshot`, the router's second search), and a
+search that may see both merges the two. When the tenant rows sat among the shared ones, the shared
+search had to over-fetch and filter them out: with 200 of a tenant's rows beside 19.6k shared ones
+that took a learning-curve decision from 0.38 to 1.05 ms p50, and with 14k (MMLU's learned half)
+past the over-fetch, to an exact scan of every row (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ Candidates = IvfCandidates | CodeScanCandidates
 @dataclass(frozen=True)
 class Snapshot:
     """What searches read: built in one go, never changed after (a tenant's rows are a cache of
-    values derived from it)."""
+    values derived from it). Every vector is held once: the shared rows in `matrix` (a view of the
+    candidate index's rows when there is one), a tenant's in `tenant_matrix`."""
 
     version: int
+    # the shared rows' vectors, the shared search's matrix: row j is position `shared_rows[j]`, or
+    # position j when there are no tenant rows (then every row is shared and `shared_rows` is None)
     matrix: np.ndarray
     ids: np.ndarray
     tenants: np.ndarray
@@ -54,15 +57,15 @@ class Snapshot:
     evidence: np.ndarray
     ann: Candidates | None
     ann_trained_on: int
-    # with tenant rows: the positions of the shared rows, in order (the candidate index holds these
-    # rows, in this order), and, when there is no candidate index, their vectors column-major for
-    # the exact shared search; None without tenant rows (every row is shared, `matrix` serves)
     shared_rows: np.ndarray | None = None
-    shared_matrix: np.ndarray | None = None
+    # the tenants' rows: their positions, in order, and their vectors (None without tenant rows)
+    tenant_rows: np.ndarray | None = None
+    tenant_matrix: np.ndarray | None = None
     # a tenant's own rows and their vectors, gathered once per snapshot: a gather of thousands of
     # rows costs more than their product
     own: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    # the matrix's rows as views, for the index's own list once nothing was written meanwhile
+    # every row's vector by position, as views of the two matrices, for the index's own list once
+    # nothing was written meanwhile
     rows: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -84,18 +87,20 @@ def build_snapshot(
 ) -> Snapshot:
     tenants = np.array([ex.tenant for ex in examples], dtype=object)
     has_tenants = any(t is not None for t in tenants)
-    shared = np.flatnonzero(tenants == None) if has_tenants else None  # noqa: E711
-    kind = _candidates_kind(len(rows) if shared is None else len(shared), approximate_above, scan_codes_above)
-    if rows:
-        # column-major for exact search: a sparse query (the hashing encoder) reads just the
-        # columns it touches, and the dense product is faster too (19.6k x 128: 0.17 ms against
-        # 0.24 ms row-major, measured 2026-11-30); with a candidate index the rows go to it,
-        # row-major, and the matrix becomes its view, unless tenant rows (which it does not hold)
-        # need a matrix of every row
-        stacked = np.vstack(rows)
-        matrix = stacked if kind is not None else np.asfortranarray(stacked)
-    else:
-        matrix = np.zeros((0, dim), dtype=np.float32, order="F")
+    stacked = np.vstack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    shared = tenant_rows = tenant_matrix = None
+    held = stacked
+    if has_tenants:
+        shared = np.flatnonzero(tenants == None)  # noqa: E711
+        tenant_rows = np.flatnonzero(tenants != None)  # noqa: E711
+        held, tenant_matrix = stacked[shared], np.ascontiguousarray(stacked[tenant_rows])
+    kind = _candidates_kind(len(held), approximate_above, scan_codes_above)
+    ann, trained_on = _approximate(held, shared, kind, previous, rewritten)
+    # with a candidate index its rows are the matrix (one copy, not two); without, column-major
+    # for exact search: a sparse query (the hashing encoder) reads just the columns it touches,
+    # and the dense product is faster too (19.6k x 128: 0.17 ms against 0.24 ms row-major,
+    # measured 2026-11-30)
+    matrix = ann.vectors if ann is not None else np.asfortranarray(held)
     keys = sorted({k for ex in examples for k in ex.outcomes})
     col = {k: j for j, k in enumerate(keys)}
     outcomes = np.full((len(examples), len(keys)), np.nan, dtype=np.float32)
@@ -103,9 +108,6 @@ def build_snapshot(
         for k, v in ex.outcomes.items():
             outcomes[i, col[k]] = v
     weights = np.array([ex.weight for ex in examples], dtype=np.float64)
-    ann, trained_on = _approximate(matrix, shared, kind, previous, rewritten)
-    if ann is not None and shared is None:
-        matrix = ann.vectors  # the re-scoring index holds the rows: keep one copy, not two
     return Snapshot(
         version=version,
         matrix=matrix,
@@ -117,9 +119,21 @@ def build_snapshot(
         ann=ann,
         ann_trained_on=trained_on,
         shared_rows=shared,
-        shared_matrix=np.asfortranarray(matrix[shared]) if shared is not None and ann is None else None,
-        rows=list(matrix),
+        tenant_rows=tenant_rows,
+        tenant_matrix=tenant_matrix,
+        rows=_views_by_position(matrix, shared, tenant_matrix, tenant_rows),
     )
+
+
+def _views_by_position(
+    matrix: np.ndarray, shared: np.ndarray | None, tenant_matrix: np.ndarray | None, tenant_rows: np.ndarray | None
+) -> list[np.ndarray]:
+    if shared is None or tenant_matrix is None or tenant_rows is None:
+        return list(matrix)
+    views = dict(zip(shared.tolist(), matrix, strict=True)) | dict(
+        zip(tenant_rows.tolist(), tenant_matrix, strict=True)
+    )
+    return [views[i] for i in range(len(views))]
 
 
 def _candidates_kind(n: int, approximate_above: int, scan_codes_above: int) -> type[Candidates] | None:
@@ -129,15 +143,14 @@ def _candidates_kind(n: int, approximate_above: int, scan_codes_above: int) -> t
 
 
 def _approximate(
-    matrix: np.ndarray, shared: np.ndarray | None, kind: type[Candidates] | None, previous: Snapshot, rewritten: bool
+    held: np.ndarray, shared: np.ndarray | None, kind: type[Candidates] | None, previous: Snapshot, rewritten: bool
 ) -> tuple[Candidates | None, int]:
-    """The candidates' index over the shared rows (`shared` None: every row): none below the
-    thresholds; learnt anew after a rewrite, a shrink, enough growth or a change of kind; else the
-    previous one with the new shared rows added, on a copy (the previous snapshot may be serving a
-    search with it right now)."""
+    """The candidates' index over the shared rows `held` (at positions `shared`, None: every row):
+    none below the thresholds; learnt anew after a rewrite, a shrink, enough growth or a change of
+    kind; else the previous one with the new shared rows added, on a copy (the previous snapshot
+    may be serving a search with it right now)."""
     if kind is None:
         return None, 0
-    held = matrix if shared is None else matrix[shared]
     n = len(held)
     old = previous.ann
     if not isinstance(old, kind) or rewritten or old.size > n or n > _RETRAIN_GROWTH * previous.ann_trained_on:
@@ -181,8 +194,7 @@ def _shared_top(snap: Snapshot, query: np.ndarray, k: int, dim: int) -> tuple[np
             pos, sims = pos[order], sims[order]
         pos, sims = pos[:k], sims[:k]
     else:
-        matrix = snap.matrix if snap.shared_matrix is None else snap.shared_matrix
-        all_sims = similarities(matrix, query, dim)
+        all_sims = similarities(snap.matrix, query, dim)
         pos, sims = top_k(np.arange(len(all_sims)), all_sims, k)
     # the shared rows' positions rise with theirs, so the order (ties included) is kept
     return (pos if snap.shared_rows is None else snap.shared_rows[pos]), sims
@@ -191,8 +203,11 @@ def _shared_top(snap: Snapshot, query: np.ndarray, k: int, dim: int) -> tuple[np
 def _own_similarities(snap: Snapshot, query: np.ndarray, tenant: str) -> tuple[np.ndarray, np.ndarray]:
     own = snap.own.get(tenant)
     if own is None:
-        rows = np.flatnonzero(snap.tenants == tenant) if snap.has_tenants else np.zeros(0, dtype=np.int64)
-        own = (rows, np.ascontiguousarray(snap.matrix[rows]))
+        if snap.tenant_rows is None or snap.tenant_matrix is None:
+            own = (np.zeros(0, dtype=np.int64), np.zeros((0, len(query)), dtype=np.float32))
+        else:
+            mine = snap.tenants[snap.tenant_rows] == tenant
+            own = (snap.tenant_rows[mine], snap.tenant_matrix[mine])
         if len(snap.own) > 256:
             snap.own.clear()
         snap.own[tenant] = own
