@@ -97,6 +97,29 @@ def _targets(rows: Sequence[LabelledExample]) -> list[dict[str, tuple[float, flo
 # --- the choice ----------------------------------------------------------------------------------
 
 
+def test_a_space_holds_each_prompt_once_and_returns_what_a_search_of_every_example_would() -> None:
+    """Feedback stores a prompt once per answering model: the space multiplies each distinct prompt
+    once, and its top k is still every example's, the two examples of a prompt (equal similarity)
+    cut by position as every search cuts ties."""
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    vectors = FormEncoder().encode([ex.content for ex in rows])
+    space = fit_tenant_space(rows, vectors, range(len(rows)), _targets(rows), PredictorParams())
+    assert space is not None
+    assert len(space.prompts) == len({ex.content for ex in rows}) == len(rows) // 2
+    rng = np.random.default_rng(7)
+    for i in range(2000, 2010):
+        text = _prompt(i, rng)
+        query = space.encoder.encode_one(text)
+        # every example's similarity (equal for a prompt's two examples, bit for bit)
+        every = (space.prompts @ query)[space.group]
+        assert np.allclose(every, space.matrix @ query, atol=1e-6)
+        for k in (1, 7, 40):  # odd k: the cut falls between a prompt's two examples
+            expected = sorted(range(len(rows)), key=lambda j: (-float(every[j]), j))[:k]
+            found = space.search(text, k)
+            assert list(found.ids) == [rows[j].id for j in expected]
+            assert np.allclose(found.similarities, every[expected])
+
+
 def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_cannot_tell_its_prompts_apart() -> None:
     rows = _tenant_rows(2 * MIN_PROMPTS + 40)
     vectors = FormEncoder().encode([ex.content for ex in rows])
