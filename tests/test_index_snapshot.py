@@ -64,16 +64,21 @@ def test_a_tenant_finds_its_own_row_and_the_shared_search_never_does() -> None:
 
 
 def test_every_vector_is_held_once() -> None:
-    """The shared rows live in the shared search's matrix, a tenant's in the tenants' matrix, and
-    the index's own list of rows is views of those two: no third copy."""
+    """The shared rows live in the shared search's matrix, the tenants' in the tenants' matrix, a
+    block per tenant, and the index's own list of rows is views of those two: no third copy."""
     vectors = rows(300, seed=5)
-    tenants: list[str | None] = [None if i % 3 else "acme" for i in range(300)]
+    tenants: list[str | None] = [None if i % 3 else ("acme", "globex")[i % 2] for i in range(300)]
     exs = [LabelledExample(content=f"p{i}", outcomes={"m": 1.0}, source="t", tenant=t) for i, t in enumerate(tenants)]
     index = LocalIndex(DIM)
     index.upsert_sync(exs, vectors)
     index.refresh_sync()
     snap = index.snapshot
-    assert snap.tenant_matrix is not None and len(snap.tenant_matrix) == tenants.count("acme")
+    assert snap.tenant_matrix is not None and snap.tenant_rows is not None
+    assert len(snap.tenant_matrix) == 300 - tenants.count(None)
+    for name in ("acme", "globex"):  # each tenant's rows are one block, in position order
+        block = snap.tenant_slices[name]
+        assert list(snap.tenant_rows[block]) == [i for i, t in enumerate(tenants) if t == name]
+        assert np.array_equal(snap.tenant_matrix[block], vectors[snap.tenant_rows[block]])
     assert len(snap.rows) == 300
     for i, row in enumerate(snap.rows):
         assert np.array_equal(row, vectors[i])

@@ -59,11 +59,11 @@ class Snapshot:
     ann_trained_on: int
     shared_rows: np.ndarray | None = None
     # the tenants' rows: their positions, in order, and their vectors (None without tenant rows)
+    # the tenants' rows grouped by tenant (by position within one), their vectors in that order,
+    # and each tenant's slice of both: a tenant's own search reads one contiguous block, no gather
     tenant_rows: np.ndarray | None = None
     tenant_matrix: np.ndarray | None = None
-    # a tenant's own rows and their vectors, gathered once per snapshot: a gather of thousands of
-    # rows costs more than their product
-    own: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    tenant_slices: dict[str, slice] = field(default_factory=dict)
     # every row's vector by position, as views of the two matrices, for the index's own list once
     # nothing was written meanwhile
     rows: list[np.ndarray] = field(default_factory=list, repr=False)
@@ -89,10 +89,11 @@ def build_snapshot(
     has_tenants = any(t is not None for t in tenants)
     stacked = np.vstack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     shared = tenant_rows = tenant_matrix = None
+    slices: dict[str, slice] = {}
     held = stacked
     if has_tenants:
         shared = np.flatnonzero(tenants == None)  # noqa: E711
-        tenant_rows = np.flatnonzero(tenants != None)  # noqa: E711
+        tenant_rows, slices = _grouped_by_tenant(tenants)
         held, tenant_matrix = stacked[shared], np.ascontiguousarray(stacked[tenant_rows])
     kind = _candidates_kind(len(held), approximate_above, scan_codes_above)
     ann, trained_on = _approximate(held, shared, kind, previous, rewritten)
@@ -121,8 +122,21 @@ def build_snapshot(
         shared_rows=shared,
         tenant_rows=tenant_rows,
         tenant_matrix=tenant_matrix,
+        tenant_slices=slices,
         rows=_views_by_position(matrix, shared, tenant_matrix, tenant_rows),
     )
+
+
+def _grouped_by_tenant(tenants: np.ndarray) -> tuple[np.ndarray, dict[str, slice]]:
+    """The tenant rows' positions grouped by tenant, in position order within each, and each
+    tenant's slice of them."""
+    rows = np.flatnonzero(tenants != None)  # noqa: E711
+    names = tenants[rows].astype(str)
+    order = np.argsort(names, kind="stable")
+    rows, names = rows[order], names[order]
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]]) if len(names) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(names)]
+    return rows, {str(names[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
 
 
 def _views_by_position(
@@ -201,18 +215,10 @@ def _shared_top(snap: Snapshot, query: np.ndarray, k: int, dim: int) -> tuple[np
 
 
 def _own_similarities(snap: Snapshot, query: np.ndarray, tenant: str) -> tuple[np.ndarray, np.ndarray]:
-    own = snap.own.get(tenant)
-    if own is None:
-        if snap.tenant_rows is None or snap.tenant_matrix is None:
-            own = (np.zeros(0, dtype=np.int64), np.zeros((0, len(query)), dtype=np.float32))
-        else:
-            mine = snap.tenants[snap.tenant_rows] == tenant
-            own = (snap.tenant_rows[mine], snap.tenant_matrix[mine])
-        if len(snap.own) > 256:
-            snap.own.clear()
-        snap.own[tenant] = own
-    rows, vectors = own
-    return rows, vectors @ query
+    block = snap.tenant_slices.get(tenant)
+    if block is None or snap.tenant_rows is None or snap.tenant_matrix is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return snap.tenant_rows[block], snap.tenant_matrix[block] @ query
 
 
 def similarities(matrix: np.ndarray, vector: np.ndarray, dim: int) -> np.ndarray:
