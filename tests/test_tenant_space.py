@@ -112,7 +112,7 @@ def test_a_space_holds_each_prompt_once_and_returns_what_a_search_of_every_examp
         query = space.encoder.encode_one(text)
         # every example's similarity (equal for a prompt's two examples, bit for bit)
         every = (space.prompts @ query)[space.group]
-        assert np.allclose(every, space.matrix @ query, atol=1e-6)
+        assert np.allclose(every, space.encoder.encode([ex.content for ex in rows]) @ query, atol=1e-5)
         for k in (1, 7, 40):  # odd k: the cut falls between a prompt's two examples
             expected = sorted(range(len(rows)), key=lambda j: (-float(every[j]), j))[:k]
             found = space.search(text, k)
@@ -125,8 +125,8 @@ def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_c
     vectors = FormEncoder().encode([ex.content for ex in rows])
     space = fit_tenant_space(rows, vectors, range(len(rows)), _targets(rows), PredictorParams())
     assert space is not None and space.gain > 0
-    assert space.matrix.shape == (len(rows), space.encoder.dim)
-    assert np.allclose(np.linalg.norm(space.matrix, axis=1), 1.0, atol=1e-3)
+    assert len(space.group) == len(rows) and space.prompts.shape[1] == space.encoder.dim
+    assert np.allclose(np.linalg.norm(space.prompts, axis=1), 1.0, atol=1e-3)
     # a new prompt of each kind finds acme's prompts of its kind, with their outcomes
     rng = np.random.default_rng(99)
     for i, small_outcome in ((1000, 0.0), (1001, 1.0)):
@@ -239,12 +239,12 @@ async def test_an_unchanged_tenant_keeps_its_space_and_new_labels_refit_it() -> 
     await index.upsert(more, encoder.encode([ex.content for ex in more]))
     grown = await priors.refresh("acme", router.shared_estimate)
     assert grown is not None and grown.space is not None and grown.space is not first.space
-    assert len(grown.space.matrix) == len(rows) + len(more)
+    assert len(grown.space.group) == len(rows) + len(more)
     # TENANT_SPACE_EXAMPLES caps what the space holds (the latest), not what the prior reads
     capped = TenantPriors(index, params=PredictorParams(k=40), max_space_examples=len(rows))
     held = await capped.refresh("acme", router.shared_estimate)
     assert held is not None and held.examples == len(rows) + len(more)
-    assert held.space is not None and len(held.space.matrix) == len(rows)
+    assert held.space is not None and len(held.space.group) == len(rows)
     assert set(held.space.ids) == {ex.id for ex in (rows + more)[len(more) :]}
     await router.close()
 

@@ -134,9 +134,9 @@ def _grouped_by_tenant(tenants: np.ndarray) -> tuple[np.ndarray, dict[str, slice
     names = tenants[rows].astype(str)
     order = np.argsort(names, kind="stable")
     rows, names = rows[order], names[order]
-    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]]) if len(names) else np.zeros(0, dtype=np.int64)
+    tenant, starts = np.unique(names, return_index=True)  # names are sorted: each one's first row
     ends = np.r_[starts[1:], len(names)]
-    return rows, {str(names[a]): slice(int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+    return rows, {str(t): slice(int(a), int(b)) for t, a, b in zip(tenant, starts, ends, strict=True)}
 
 
 def _views_by_position(

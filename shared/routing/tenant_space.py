@@ -66,12 +66,6 @@ class TenantSpace:
     evidence: np.ndarray  # examples x [weight | presence per key | outcome per key]
     gain: float  # mean squared error the choice saved per example, for the log
 
-    @property
-    def matrix(self) -> np.ndarray:
-        """examples x dim: each example's prompt vector."""
-        rows: np.ndarray = self.prompts[self.group]
-        return rows
-
     def search(self, text: str, k: int) -> Neighbours:
         """The k most similar of the tenant's examples to `text`, in its own space."""
         sims = (self.prompts @ self.encoder.encode_one(text))[self.group]
