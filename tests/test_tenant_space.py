@@ -24,7 +24,7 @@ from shared.routing.predictor import PredictorParams
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
 from shared.routing.tenant_prior import TenantPriors
-from shared.routing.tenant_space import MIN_PROMPTS, fit_tenant_space
+from shared.routing.tenant_space import MIN_PROMPTS, TenantSpace, fit_tenant_space
 from tests.model_specs import model_spec
 
 CATALOG = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
@@ -118,6 +118,48 @@ def test_a_space_holds_each_prompt_once_and_returns_what_a_search_of_every_examp
             found = space.search(text, k)
             assert list(found.ids) == [rows[j].id for j in expected]
             assert np.allclose(found.similarities, every[expected])
+
+
+class _FixedQuery:
+    """Stands for the tenant's encoder: the search's input is a query vector, given here."""
+
+    def __init__(self, query: np.ndarray) -> None:
+        self.query = query
+
+    def encode_one(self, text: str) -> np.ndarray:
+        return self.query
+
+
+def test_a_search_returns_every_examples_top_k_whatever_the_prompts_sizes_and_ties() -> None:
+    """Prompts with one to four examples each, scattered over the positions, and whole-number
+    vectors, so that equal similarities are equal bit for bit: distinct prompts tie too, at the cut
+    and across it. For every k the search returns the brute-force ranking of every example,
+    ties to the lower position; k = 0 returns nothing."""
+    rng = np.random.default_rng(3)
+    n_prompts = 60
+    prompts = rng.integers(-2, 3, size=(n_prompts, 4)).astype(np.float32)
+    group = rng.permutation(np.repeat(np.arange(n_prompts), rng.integers(1, 5, size=n_prompts)))
+    n = len(group)
+    evidence = np.column_stack([np.ones(n), np.ones(n), np.arange(n) / n])
+    for query in (np.array([1, 0, 0, 0], dtype=np.float32), np.array([1, -1, 2, 0], dtype=np.float32)):
+        space = TenantSpace(
+            encoder=_FixedQuery(query),  # type: ignore[arg-type]
+            prompts=prompts,
+            group=group,
+            ids=np.array([f"ex-{i}" for i in range(n)], dtype=object),
+            keys=("m",),
+            evidence=evidence,
+            gain=0.0,
+        )
+        every = (prompts @ query)[group]
+        assert len(np.unique(every)) < n_prompts  # ties between prompts, not only within one
+        for k in (*range(1, 12), 37, n - 1, n, n + 5):
+            expected = sorted(range(n), key=lambda j: (-float(every[j]), j))[:k]
+            found = space.search("any", k)
+            assert list(found.ids) == [f"ex-{j}" for j in expected]
+            assert list(found.similarities) == [float(every[j]) for j in expected]
+            assert np.array_equal(found.outcomes[:, 0], evidence[expected, 2])
+        assert len(space.search("any", 0)) == 0
 
 
 def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_cannot_tell_its_prompts_apart() -> None:

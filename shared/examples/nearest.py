@@ -8,6 +8,8 @@ import numpy as np
 def top_k(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k most similar `rows`, most similar first; ties, at the cut too, go to the lower
     position: which of equal rows come back never depends on how the partition fell."""
+    if k <= 0:
+        return rows[:0], sims[:0]
     if k < len(rows):
         part = np.argpartition(-sims, k - 1)[:k]
         cut = sims[part].min()
