@@ -13,39 +13,61 @@ disagree, so the upgrade confidence (BALANCED_UPGRADE_CONFIDENCE, policy.rank) k
 on economy. The share that reaches economy is pinned here so that it can only improve
 (docs/routing-quality.md, "Confidence and everyday prompts" and "Paying for an upgrade", says
 where it stands and why).
+
+`tests/data/everyday_and_hard_prompts_held_out.csv` was written after all of that, in the eighth
+session, and nothing has been tuned on it: 30 everyday and 15 hard prompts of the same kinds. It
+measures how far the first table's figures carry to prompts the router was never adjusted for,
+and its counts are pinned too.
 """
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from shared.catalog import Catalog
 from shared.composition.assemble import build_encoder, build_local_index, build_router
 from shared.config import Settings
 from shared.routing.request import RoutingRequest
+from shared.routing.router import Router
 from tests.conftest import ROOT
 
 TABLE = ROOT / "tests" / "data" / "everyday_and_hard_prompts.csv"
+HELD_OUT = ROOT / "tests" / "data" / "everyday_and_hard_prompts_held_out.csv"
 EVERYDAY_TO_ECONOMY_AT_LEAST = 19
+# the held-out table (8th session): 22 of 30 everyday prompts to economy, 12 of 15 hard ones up
+HELD_OUT_EVERYDAY_AT_LEAST, HELD_OUT_HARD_AT_LEAST = 22, 12
 
 
-async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
+async def _shipped_router() -> Router:
     settings = Settings()
     encoder = build_encoder(settings)
     index, priors = await build_local_index(settings, encoder)
     # the router exactly as the app builds it from its settings
-    router = build_router(settings, Catalog.load(settings.model_catalog_path), encoder, index, priors)
-    with TABLE.open(encoding="utf-8", newline="") as fh:
+    return build_router(settings, Catalog.load(settings.model_catalog_path), encoder, index, priors)
+
+
+async def _tiers(router: Router, table: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """Each prompt's chosen tier under `auto`, and the table's everyday and hard prompts."""
+    with table.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) >= 40
     chosen = {}
     for row in rows:
         decision = await router.decide(RoutingRequest(prompt=row["prompt"], policy="balanced"))
         chosen[row["prompt"]] = decision.chosen.tier
         assert 0.0 <= decision.confidence <= 1.0 and decision.public()["confidence_reason"]
-    hard_down = [p for p, r in zip(chosen, rows, strict=True) if r["expected"] == "up" and chosen[p] == "economy"]
-    assert hard_down == []
     everyday = [r["prompt"] for r in rows if r["expected"] == "economy"]
+    hard = [r["prompt"] for r in rows if r["expected"] == "up"]
+    assert len(everyday) + len(hard) == len(rows) == len(chosen)  # no other label, no repeated prompt
+    return chosen, everyday, hard
+
+
+async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
+    router = await _shipped_router()
+    chosen, everyday, hard = await _tiers(router, TABLE)
+    assert len(chosen) >= 40
+    hard_down = [p for p in hard if chosen[p] == "economy"]
+    assert hard_down == []
     cheap = [p for p in everyday if chosen[p] == "economy"]
     assert len(cheap) >= EVERYDAY_TO_ECONOMY_AT_LEAST, f"economy for only {cheap}"
     assert chosen["ok"] == "economy"  # no labelled neighbour at all: low confidence, cheapest model
@@ -55,3 +77,15 @@ async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
         decision = await router.decide(RoutingRequest(prompt=prompt, policy="balanced"))
         assert decision.low_confidence and "neighbour mass" in decision.confidence_reason
         assert decision.chosen.tier == "economy"
+
+
+async def test_a_table_nothing_was_tuned_on_keeps_its_measured_share() -> None:
+    """The held-out table's figures: what the first table's carry to new prompts (docs say which
+    miss and why: accidental neighbours, read through form words or a shared hash bucket)."""
+    router = await _shipped_router()
+    chosen, everyday, hard = await _tiers(router, HELD_OUT)
+    assert (len(everyday), len(hard)) == (30, 15)
+    cheap = [p for p in everyday if chosen[p] == "economy"]
+    up = [p for p in hard if chosen[p] != "economy"]
+    assert len(cheap) >= HELD_OUT_EVERYDAY_AT_LEAST, f"economy for only {cheap}"
+    assert len(up) >= HELD_OUT_HARD_AT_LEAST, f"up for only {up}"
