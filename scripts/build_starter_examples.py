@@ -153,10 +153,18 @@ def calibrate_typicality() -> None:
     index.upsert_sync(examples, vectors)
     params = PredictorParams()
     floor = TypicalityFloor.calibrate(
-        vectors, index.search_sync, encoder=encoder.name, k=params.k, power=params.similarity_power
+        vectors,
+        index.search_sync,
+        encoder=encoder.name,
+        k=params.k,
+        power=params.similarity_power,
+        supports=[encoder.support(ex.content) for ex in examples],
     )
     floor.save(DEFAULT_PATH)
-    print(f"wrote the typicality floor {floor.floor:.2f} ({floor.sample} examples) to {DEFAULT_PATH}")
+    print(
+        f"wrote the typicality floor {floor.floor:.2f} and {floor.min_support} known n-grams "
+        f"({floor.sample} examples) to {DEFAULT_PATH}"
+    )
 
 
 def main() -> None:

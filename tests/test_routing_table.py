@@ -35,8 +35,9 @@ from tests.conftest import ROOT
 TABLE = ROOT / "tests" / "data" / "everyday_and_hard_prompts.csv"
 HELD_OUT = ROOT / "tests" / "data" / "everyday_and_hard_prompts_held_out.csv"
 EVERYDAY_TO_ECONOMY_AT_LEAST = 19
-# the held-out table (8th session): 22 of 30 everyday prompts to economy, 12 of 15 hard ones up
-HELD_OUT_EVERYDAY_AT_LEAST, HELD_OUT_HARD_AT_LEAST = 22, 12
+# the held-out table (8th session): 24 of 30 everyday prompts to economy (22 before the floor on
+# known n-grams), 12 of 15 hard ones up
+HELD_OUT_EVERYDAY_AT_LEAST, HELD_OUT_HARD_AT_LEAST = 24, 12
 
 
 async def _shipped_router() -> Router:
@@ -77,6 +78,14 @@ async def test_everyday_prompts_go_cheap_and_hard_ones_go_up() -> None:
         decision = await router.decide(RoutingRequest(prompt=prompt, policy="balanced"))
         assert decision.low_confidence and "neighbour mass" in decision.confidence_reason
         assert decision.chosen.tier == "economy"
+    # a word or two the encoder knows, read into a dense neighbourhood ("hello" finds code tasks
+    # that print it): fewer known n-grams than all but 0.1% of the examples, low confidence
+    for prompt in ("hello", "hey", "yes", "thx"):
+        decision = await router.decide(RoutingRequest(prompt=prompt, policy="balanced"))
+        assert decision.low_confidence and "words and word pairs" in decision.confidence_reason, prompt
+        assert decision.chosen.tier == "economy"
+    # a prompt the examples' own neighbourhoods describe is not flagged, however short
+    assert not (await router.decide(RoutingRequest(prompt="What is 2 + 2?", policy="balanced"))).low_confidence
 
 
 async def test_a_table_nothing_was_tuned_on_keeps_its_measured_share() -> None:

@@ -55,3 +55,16 @@ def test_a_fitted_encoder_places_prompts_of_one_kind_together() -> None:
     assert same > other + 0.1
     # encode_one is what a decision calls: the same vector as the batch
     assert np.allclose(encoder.encode_one(texts[5]), vectors[5], atol=1e-6)
+
+
+def test_support_counts_the_ngrams_the_basis_knows_and_stops_when_told() -> None:
+    """What a prompt's vector rests on: its words and word pairs kept in the basis (min_df 2 keeps
+    those of two prompts or more); an unknown word adds nothing."""
+    texts = [f"integral of x squared number {i}" for i in range(40)] + ["matrix determinant"] * 5
+    encoder = fit_tfidf_svd(texts, dim=4)
+    # integral, of, x, squared, and the pairs between them: 7 known; "zebra" and its pair are not
+    assert encoder.support("integral of x squared") == 7
+    assert encoder.support("integral of x squared zebra") == 7
+    assert encoder.support("zebra") == 0 and encoder.support("") == 0
+    assert encoder.support("integral of x squared", enough=3) == 3
+    assert encoder.support("matrix determinant") == 3

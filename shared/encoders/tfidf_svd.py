@@ -98,6 +98,18 @@ class TfidfSvdEncoder:
                 weights.append((1.0 + log(count)) * idf[r])
         return rows, weights
 
+    def support(self, text: str, enough: int | None = None) -> int:
+        """How many of the text's n-grams the basis knows: what its vector rests on (a word or two
+        for a greeting). Counting stops at `enough`, so a long prompt costs a few lookups; the
+        hashing is the one `encode_one` just did, cached."""
+        row_of, found = self._basis_row, 0
+        for b, _ in bucket_counts(text, self.ngram_max, self.n_bits):
+            if b in row_of:
+                found += 1
+                if found == enough:
+                    break
+        return found
+
     def encode_one(self, text: str) -> np.ndarray:
         rows, weights = self.basis_weights(text)
         if not rows:

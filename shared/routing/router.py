@@ -93,6 +93,9 @@ class Router:
         self._remote_encoder = isinstance(encoder, AsyncEncoder)
         local_one = not self._remote_encoder and isinstance(encoder, SingleTextEncoder)
         self._encode_one: Callable[[str], np.ndarray] | None = encoder.encode_one if local_one else None  # type: ignore[union-attr]
+        # how much of a prompt the encoder can read (TfidfSvdEncoder), for the typicality floor's second test
+        support = getattr(encoder, "support", None) if not self._remote_encoder else None
+        self._support: Callable[..., int] | None = support if callable(support) else None
         self._own_search: TenantSearch | None = index if callable(getattr(index, "search_own", None)) else None  # type: ignore[assignment]
         self.tenant_priors = tenant_priors if self._own_search is not None else None
 
@@ -199,7 +202,7 @@ class Router:
                     c.excluded = f"predicted quality {c.predicted_quality:.3f} below min_quality {req.min_quality}"
         confidence, why, unsure = self._confidence(candidates, len(live), index_status)
         if not unsure and index_status == "ok" and len(live) > 1 and not own:
-            why, unsure = self._atypical(neighbours, why)
+            why, unsure = self._atypical(neighbours, why, req.prompt)
         if unsure and req.policy != "quality":
             ranked = rank_unsure(candidates, req.policy)
         else:
@@ -262,16 +265,26 @@ class Router:
             False,
         )
 
-    def _atypical(self, neighbours: Sequence[Neighbour], why: str) -> tuple[str, bool]:
-        """Low confidence when the neighbourhood is thinner than the examples' own (typicality.py)."""
-        if self.typicality is None:
+    def _atypical(self, neighbours: Sequence[Neighbour], why: str, text: str) -> tuple[str, bool]:
+        """Low confidence when the neighbourhood is thinner than the examples' own, or the prompt
+        gives the encoder less to read than the examples do (typicality.py)."""
+        floor = self.typicality
+        if floor is None:
             return why, False
+        safe = "the cheapest eligible model is chosen (quality policy: the highest predicted quality)"
         mass = neighbour_mass(neighbours, self.params.similarity_power)
-        if not self.typicality.unlike_the_examples(mass):
-            return why, False
-        why = f"low: neighbour mass {mass:.1f} below {self.typicality.floor:.1f}, thinner than all but "
-        why += f"{self.typicality.rate:.1%} of the labelled examples' own: they hold nothing like this prompt; "
-        return why + "the cheapest eligible model is chosen (quality policy: the highest predicted quality)", True
+        if floor.unlike_the_examples(mass):
+            why = f"low: neighbour mass {mass:.1f} below {floor.floor:.1f}, thinner than all but "
+            why += f"{floor.rate:.1%} of the labelled examples' own: they hold nothing like this prompt; "
+            return why + safe, True
+        if floor.min_support and self._support is not None:
+            known = self._support(text, floor.min_support)
+            if floor.too_little_text(known):
+                why = f"low: the encoder knows {known} of this prompt's words and word pairs, fewer than all but "
+                why += f"{floor.rate:.1%} of the labelled examples ({floor.min_support}): its neighbours share a word "
+                why += f"with it, not what it asks; {safe}"
+                return why, True
+        return why, False
 
     # -- steps ----------------------------------------------------------------------------
     def _models_for(self, req: RoutingRequest) -> list[ModelSpec]:

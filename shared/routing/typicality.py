@@ -8,7 +8,14 @@ with the mass the examples themselves see: each example's own k nearest *other* 
 whose neighbourhood is thinner than all but `FALSE_ALARM_RATE` of the examples' own is one the
 examples hold nothing like, whatever its best cosine; the router then takes its safe action.
 
-The floor is measured, not chosen: `calibrate` computes the quantile over the shipped examples with
+A second floor reads the prompt itself: how many of its n-grams the encoder's basis knows
+(`min_support`). A greeting rests on one or two ("hello", "hey"), and its neighbours are the
+examples in which that word is prominent, whatever they ask ("hello" finds code tasks that print
+it), which can be as dense as any. The floor is the same quantile of the examples' own counts:
+fewer than all but `FALSE_ALARM_RATE` of them, and the prompt is one the examples hold nothing
+like.
+
+The floors are measured, not chosen: `calibrate` computes the quantile over the shipped examples with
 the shipped encoder (scripts/build_starter_examples.py --calibrate writes
 shared/data/typicality.json), and it is used only with the encoder state it was measured with.
 docs/routing-quality.md ("Confidence") shows what it separates and what it cannot.
@@ -50,9 +57,14 @@ class TypicalityFloor:
     power: float
     rate: float
     sample: int
+    # the examples' own count of basis n-grams at `rate` (0: not measured, not applied)
+    min_support: int = 0
 
     def unlike_the_examples(self, mass: float) -> bool:
         return mass < self.floor
+
+    def too_little_text(self, support: int) -> bool:
+        return support < self.min_support
 
     def applies_to(self, encoder: str, k: int, power: float) -> bool:
         return self.encoder == encoder and self.k == k and self.power == power
@@ -69,12 +81,19 @@ class TypicalityFloor:
         rate: float = FALSE_ALARM_RATE,
         sample: int = 5000,
         seed: int = 0,
+        supports: Sequence[int] | None = None,
     ) -> TypicalityFloor:
-        """Leave-one-out: each sampled example's k nearest other examples, their mass's `rate` quantile."""
+        """Leave-one-out: each sampled example's k nearest other examples, their mass's `rate`
+        quantile; and the same quantile of the sampled examples' `supports` (each example's
+        count of basis n-grams, `TfidfSvdEncoder.support`) when given."""
         rows = np.random.default_rng(seed).permutation(len(vectors))[:sample]
         masses = [neighbour_mass(Neighbours.of(search(vectors[i], k + 1))[1:], power) for i in rows]
         floor = float(np.quantile(masses, rate)) if masses else 0.0
-        return cls(floor=floor, encoder=encoder, k=k, power=power, rate=rate, sample=len(masses))
+        counts = [supports[i] for i in rows] if supports is not None else []
+        min_support = int(np.floor(np.quantile(counts, rate))) if counts else 0
+        return cls(
+            floor=floor, encoder=encoder, k=k, power=power, rate=rate, sample=len(masses), min_support=min_support
+        )
 
     def save(self, path: Path) -> None:
         body = {
@@ -84,6 +103,7 @@ class TypicalityFloor:
             "power": self.power,
             "rate": self.rate,
             "sample": self.sample,
+            "min_support": self.min_support,
         }
         Path(path).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
 
@@ -97,6 +117,7 @@ class TypicalityFloor:
             power=float(body["power"]),
             rate=float(body["rate"]),
             sample=int(body["sample"]),
+            min_support=int(body.get("min_support", 0)),
         )
 
 
