@@ -39,9 +39,9 @@ Candidates = IvfCandidates | CodeScanCandidates
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What searches read: built in one go, never changed after (a tenant's rows are a cache of
-    values derived from it). Every vector is held once: the shared rows in `matrix` (a view of the
-    candidate index's rows when there is one), a tenant's in `tenant_matrix`."""
+    """What searches read: built in one go, never changed after. Every vector is held once: the
+    shared rows in `matrix` (a view of the candidate index's rows when there is one), a tenant's in
+    `tenant_matrix`."""
 
     version: int
     # the shared rows' vectors, the shared search's matrix: row j is position `shared_rows[j]`, or
@@ -58,7 +58,6 @@ class Snapshot:
     ann: Candidates | None
     ann_trained_on: int
     shared_rows: np.ndarray | None = None
-    # the tenants' rows: their positions, in order, and their vectors (None without tenant rows)
     # the tenants' rows grouped by tenant (by position within one), their vectors in that order,
     # and each tenant's slice of both: a tenant's own search reads one contiguous block, no gather
     tenant_rows: np.ndarray | None = None
@@ -144,10 +143,11 @@ def _views_by_position(
 ) -> list[np.ndarray]:
     if shared is None or tenant_matrix is None or tenant_rows is None:
         return list(matrix)
-    views = dict(zip(shared.tolist(), matrix, strict=True)) | dict(
-        zip(tenant_rows.tolist(), tenant_matrix, strict=True)
-    )
-    return [views[i] for i in range(len(views))]
+    views: list[np.ndarray | None] = [None] * (len(shared) + len(tenant_rows))
+    for positions, vectors in ((shared, matrix), (tenant_rows, tenant_matrix)):
+        for i, row in zip(positions.tolist(), vectors, strict=True):
+            views[i] = row
+    return [row for row in views if row is not None]  # every position is filled: none is dropped
 
 
 def _candidates_kind(n: int, approximate_above: int, scan_codes_above: int) -> type[Candidates] | None:
