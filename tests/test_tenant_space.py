@@ -18,6 +18,7 @@ from shared.catalog import Catalog
 from shared.encoders.base import normalise_rows
 from shared.evaluation import GainScorer
 from shared.examples.labelled import LabelledExample, example_id
+from shared.examples.nearest import top_k
 from shared.index.local import LocalIndex
 from shared.metrics import count_tenant_space, render
 from shared.routing.predictor import PredictorParams
@@ -160,6 +161,18 @@ def test_a_search_returns_every_examples_top_k_whatever_the_prompts_sizes_and_ti
             assert list(found.similarities) == [float(every[j]) for j in expected]
             assert np.array_equal(found.outcomes[:, 0], evidence[expected, 2])
         assert len(space.search("any", 0)) == 0
+
+
+def test_a_row_whose_similarity_is_nan_comes_after_every_number() -> None:
+    """A corrupt vector (NaN) must neither crowd a real neighbour out nor carry weight: a partition
+    puts NaN above every number, so top_k ranks such rows last, with similarity -inf."""
+    sims = np.array([0.2, np.nan, 0.9, 0.5, np.nan, 0.5], dtype=np.float32)
+    rows = np.arange(len(sims))
+    for k, expected in ((1, [2]), (2, [2, 3]), (4, [2, 3, 5, 0]), (5, [2, 3, 5, 0, 1])):
+        found, found_sims = top_k(rows, sims, k)
+        assert list(found) == expected
+        assert not np.isnan(found_sims).any()
+    assert top_k(rows, sims, 5)[1][-1] == -np.inf
 
 
 def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_cannot_tell_its_prompts_apart() -> None:

@@ -11,11 +11,17 @@ def top_k(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     if k <= 0:
         return rows[:0], sims[:0]
     if k < len(rows):
-        part = np.argpartition(-sims, k - 1)[:k]
-        cut = sims[part].min()
-        if np.count_nonzero(sims == cut) > np.count_nonzero(sims[part] == cut):  # a tie across the cut
-            above = np.flatnonzero(sims > cut)
-            tied = np.flatnonzero(sims == cut)
+        # the k-th largest similarity, then every row at or above it: a partition of the values
+        # alone takes half the time of an argpartition over the 19,649 starter examples
+        # (docs/performance.md, ninth session)
+        last = len(rows) - k
+        cut = np.partition(sims, last)[last]
+        part = np.flatnonzero(sims >= cut)
+        if len(part) < k:  # NaNs, which a partition puts above every number: rank them below instead
+            return top_k(rows, np.where(np.isnan(sims), -np.inf, sims), k)
+        if len(part) > k:  # a tie across the cut
+            at_cut = sims[part] == cut
+            above, tied = part[~at_cut], part[at_cut]
             part = np.concatenate([above, tied[np.argsort(rows[tied], kind="stable")][: k - len(above)]])
         rows, sims = rows[part], sims[part]
     order = np.lexsort((rows, -sims))
