@@ -168,11 +168,11 @@ def test_a_row_whose_similarity_is_nan_comes_after_every_number() -> None:
     puts NaN above every number, so top_k ranks such rows last, with similarity -inf."""
     sims = np.array([0.2, np.nan, 0.9, 0.5, np.nan, 0.5], dtype=np.float32)
     rows = np.arange(len(sims))
-    for k, expected in ((1, [2]), (2, [2, 3]), (4, [2, 3, 5, 0]), (5, [2, 3, 5, 0, 1])):
+    for k, expected in ((1, [2]), (2, [2, 3]), (4, [2, 3, 5, 0]), (5, [2, 3, 5, 0, 1]), (9, [2, 3, 5, 0, 1, 4])):
         found, found_sims = top_k(rows, sims, k)
         assert list(found) == expected
         assert not np.isnan(found_sims).any()
-    assert top_k(rows, sims, 5)[1][-1] == -np.inf
+    assert top_k(rows, sims, 5)[1][-1] == -np.inf and list(top_k(rows, sims, 9)[1][-2:]) == [-np.inf, -np.inf]
 
 
 def test_an_encoder_fitted_on_the_tenants_texts_is_chosen_where_the_shared_one_cannot_tell_its_prompts_apart() -> None:

@@ -24,5 +24,7 @@ def top_k(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
             above, tied = part[~at_cut], part[at_cut]
             part = np.concatenate([above, tied[np.argsort(rows[tied], kind="stable")][: k - len(above)]])
         rows, sims = rows[part], sims[part]
+    elif np.isnan(sims).any():  # every row comes back: the NaNs last, and weighing nothing
+        sims = np.where(np.isnan(sims), -np.inf, sims)
     order = np.lexsort((rows, -sims))
     return rows[order], sims[order]
