@@ -18,13 +18,19 @@ def top_k(rows: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
         cut = np.partition(sims, last)[last]
         part = np.flatnonzero(sims >= cut)
         if len(part) < k:  # NaNs, which a partition puts above every number: rank them below instead
-            return top_k(rows, np.where(np.isnan(sims), -np.inf, sims), k)
+            return top_k(rows, _nan_last(sims), k)
         if len(part) > k:  # a tie across the cut
             at_cut = sims[part] == cut
             above, tied = part[~at_cut], part[at_cut]
             part = np.concatenate([above, tied[np.argsort(rows[tied], kind="stable")][: k - len(above)]])
         rows, sims = rows[part], sims[part]
     elif np.isnan(sims).any():  # every row comes back: the NaNs last, and weighing nothing
-        sims = np.where(np.isnan(sims), -np.inf, sims)
+        sims = _nan_last(sims)
     order = np.lexsort((rows, -sims))
     return rows[order], sims[order]
+
+
+def _nan_last(sims: np.ndarray) -> np.ndarray:
+    """A NaN similarity (a corrupt vector) as -inf: ranked after every number, weighing nothing."""
+    out: np.ndarray = np.where(np.isnan(sims), -np.inf, sims)
+    return out
