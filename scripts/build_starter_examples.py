@@ -17,6 +17,8 @@ below (a score in 0..1). Why and how: shared/data/README.md. Sources (all under 
 
 `--with-alpaca` adds AlpacaEval (CC BY-NC 4.0) to the per-source files only; it is never
 written into the shipped starter set.
+`--drop-format-failures` leaves out a mapped model's outcomes on a task where it scores under a
+quarter of its source's median model (measured, not shipped: docs/routing-quality.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import csv
 import gzip
 import io
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,9 +89,46 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4f}".rstrip("0")
 
 
-def tier_rows(root: Path, spec: tuple[str, dict[str, list[str]], dict[str, str]]) -> Iterator[list[str]]:
+# With --drop-format-failures, a model scoring under this share of the median model of its source
+# on a task is read as an answer-format failure of the harness, not as the model's ability:
+# LLMRouter's mistral-7b-instruct scores 0.06 on MBPP where its own paper reports 47.5%. Off in the
+# shipped build: measured, it moves held-out APGR by under 0.01 either way and sends three of the
+# table's hard prompts to the economy tier (docs/routing-quality.md, "Answer-format failures").
+FORMAT_FAILURE_SHARE = 0.25
+TASK_COLUMN = "meta_task"
+
+
+def _is_score(raw: str) -> bool:
+    try:
+        _score(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def format_failures(rows: list[dict[str, str]], models: list[str]) -> set[tuple[str, str]]:
+    """(task, model) cells where the model's mean outcome on the task is below
+    FORMAT_FAILURE_SHARE of the median model's, among every model the source scores."""
+    columns = [c for c in rows[0] if c != "prompt" and all(_is_score(r[c]) for r in rows)] if rows else []
+    by_task: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_task.setdefault(row.get(TASK_COLUMN, ""), []).append(row)
+    failures: set[tuple[str, str]] = set()
+    for task, task_rows in by_task.items():
+        means = {c: sum(_score(r[c]) for r in task_rows) / len(task_rows) for c in columns}
+        if len(means) < 3:
+            continue
+        floor = FORMAT_FAILURE_SHARE * statistics.median(means.values())
+        failures.update((task, m) for m in models if m in means and means[m] < floor)
+    return failures
+
+
+def tier_rows(
+    root: Path, spec: tuple[str, dict[str, list[str]], dict[str, str]], drop_failures: bool = False
+) -> Iterator[list[str]]:
     pattern, mapping, drop = spec
     seen: set[str] = set()
+    rows: list[dict[str, str]] = []
     for path in sorted(root.glob(pattern)):
         with _open(path) as fh:
             for row in csv.DictReader(fh):
@@ -96,8 +136,19 @@ def tier_rows(root: Path, spec: tuple[str, dict[str, list[str]], dict[str, str]]
                 if not text or text in seen or any(v in row.get(k, "").split("|") for k, v in drop.items()):
                     continue
                 seen.add(text)
-                tiers = {t: sum(_score(row[c]) for c in cols) / len(cols) for t, cols in mapping.items()}
-                yield [text, *(_fmt(tiers.get(t)) for t in TIERS)]
+                rows.append(row)
+    models = [m for cols in mapping.values() for m in cols]
+    failures = format_failures(rows, models) if drop_failures else set()
+    for task, model in sorted(failures):
+        print(f"  {pattern}: {model} on {task or 'every task'} left out (answer-format failure)", file=sys.stderr)
+    for row in rows:
+        task = row.get(TASK_COLUMN, "")
+        tiers: dict[str, float] = {}
+        for tier, cols in mapping.items():
+            kept = [c for c in cols if (task, c) not in failures]
+            if kept:
+                tiers[tier] = sum(_score(row[c]) for c in kept) / len(kept)
+        yield [row["prompt"], *(_fmt(tiers.get(t)) for t in TIERS)]
 
 
 def write(path: Path, rows: Iterator[list[str]]) -> int:
@@ -117,7 +168,7 @@ def write(path: Path, rows: Iterator[list[str]]) -> int:
     return n
 
 
-def fit_difficulty(root: Path) -> None:
+def fit_difficulty(root: Path, drop_failures: bool = False) -> None:
     """The prompt-difficulty prior (shared/routing/difficulty.py), fitted on the shipped sources
     with every source weighted the same, so that MMLU's size does not decide it."""
     sys.path.insert(0, str(OUT.parent.parent.parent))
@@ -127,7 +178,7 @@ def fit_difficulty(root: Path) -> None:
     outcomes: list[dict[str, float]] = []
     weights: list[float] = []
     for spec in SOURCES.values():
-        rows = list(tier_rows(root, spec))
+        rows = list(tier_rows(root, spec, drop_failures))
         for row in rows:
             texts.append(row[0])
             outcomes.append({t: _score(v) for t, v in zip(TIERS, row[1:], strict=True) if v})
@@ -171,6 +222,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", nargs="?", default="../shared/data", help="the labelled data folder")
     p.add_argument("--per-source", default=None, help="also write one tier-labelled file per source here")
+    p.add_argument(
+        "--drop-format-failures",
+        action="store_true",
+        help="leave out a model's outcomes on a task where it scores under a quarter of its source's median model",
+    )
     p.add_argument("--with-alpaca", action="store_true", help="per-source files only: add AlpacaEval (CC BY-NC)")
     p.add_argument(
         "--calibrate", action="store_true", help="only measure the typicality floor (needs the encoder state)"
@@ -184,18 +240,18 @@ def main() -> None:
     def everything() -> Iterator[list[str]]:
         seen: set[str] = set()
         for spec in SOURCES.values():
-            for row in tier_rows(root, spec):
+            for row in tier_rows(root, spec, args.drop_format_failures):
                 if row[0] not in seen:
                     seen.add(row[0])
                     yield row
 
     print(f"wrote {write(OUT, everything())} examples to {OUT}")
-    fit_difficulty(root)
+    fit_difficulty(root, args.drop_format_failures)
     if args.per_source:
         specs = dict(SOURCES, **({"alpaca_eval": ALPACA} if args.with_alpaca else {}))
         for name, spec in specs.items():
             target = Path(args.per_source) / f"{name}.csv.gz"
-            print(f"wrote {write(target, tier_rows(root, spec))} examples to {target}")
+            print(f"wrote {write(target, tier_rows(root, spec, args.drop_format_failures))} examples to {target}")
 
 
 if __name__ == "__main__":
