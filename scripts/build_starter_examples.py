@@ -92,7 +92,7 @@ def _fmt(value: float | None) -> str:
 # With --drop-format-failures, a model scoring under this share of the median model of its source
 # on a task is read as an answer-format failure of the harness, not as the model's ability:
 # LLMRouter's mistral-7b-instruct scores 0.06 on MBPP where its own paper reports 47.5%. Off in the
-# shipped build: measured, it moves held-out APGR by under 0.01 either way and sends three of the
+# shipped build: measured, it moves held-out APGR by -0.011 to +0.007 and sends three of the
 # table's hard prompts to the economy tier (docs/routing-quality.md, "Answer-format failures").
 FORMAT_FAILURE_SHARE = 0.25
 TASK_COLUMN = "meta_task"
