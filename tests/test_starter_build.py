@@ -25,14 +25,15 @@ def _build() -> ModuleType:
 
 
 def _source(tmp_path: Path) -> Path:
-    """Two tasks of 10 prompts. On `code`, weak-b answers 1 in 10 where the median model answers
-    6 in 10 (a format failure); on `qa` every model is within a factor of two of the median."""
+    """Two tasks of 10 prompts. On `code`, weak-b answers 1 in 10 and the unmapped `other` none,
+    where the median model answers 6 in 10 (format failures); on `qa` every model is within a
+    factor of two of the median."""
     path = tmp_path / "source.csv.gz"
     with gzip.open(path, "wt", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["prompt", *MODELS, "meta_task", "meta_split"])
         for i in range(10):
-            writer.writerow([f"code {i}", 1, int(i < 8), int(i < 6), int(i < 1), int(i < 6), "code", "train"])
+            writer.writerow([f"code {i}", 1, int(i < 8), int(i < 6), int(i < 1), 0, "code", "train"])
             writer.writerow([f"qa {i}", 1, int(i < 7), int(i < 5), int(i < 4), int(i < 5), "qa", "train"])
     return path
 
@@ -48,7 +49,7 @@ def test_format_failures_are_the_cells_far_below_the_median_model(tmp_path: Path
     build = _build()
     with gzip.open(_source(tmp_path), "rt", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    # `other` is not mapped onto a tier: it counts towards the median but is never dropped
+    # `other` fails too, but it is not mapped onto a tier: it counts towards the median only
     assert build.format_failures(rows, ["strong-a", "strong-b", "weak-a", "weak-b"]) == {("code", "weak-b")}
 
 
