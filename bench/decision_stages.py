@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.catalog import Catalog
-from shared.composition.assemble import build_encoder, build_local_index, build_router
+from shared.composition.assemble import build_local_router
 from shared.config import Settings
 from shared.routing import router as router_module
 from shared.routing.request import RoutingRequest
@@ -75,10 +74,7 @@ def instrument(router: Router, times: dict[str, list[float]]) -> None:
 
 
 async def measure(evict_mb: int, rounds: int, tenant: str | None) -> None:
-    settings = Settings()
-    encoder = build_encoder(settings)
-    index, priors = await build_local_index(settings, encoder)
-    router = build_router(settings, Catalog.load(settings.model_catalog_path), encoder, index, priors)
+    router = await build_local_router(Settings())
     with TABLE.open(encoding="utf-8", newline="") as fh:
         prompts = [row["prompt"] for row in csv.DictReader(fh)]
     times: dict[str, list[float]] = {}

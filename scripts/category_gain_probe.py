@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.catalog import Catalog
-from shared.composition.assemble import build_encoder, build_local_index, build_router
+from shared.composition.assemble import build_local_router
 from shared.config import Settings
 from shared.routing.request import RoutingRequest
 
@@ -83,10 +82,7 @@ CATEGORIES: dict[str, list[str]] = {
 
 
 async def main() -> None:
-    settings = Settings()
-    encoder = build_encoder(settings)
-    index, priors = await build_local_index(settings, encoder)
-    router = build_router(settings, Catalog.load(settings.model_catalog_path), encoder, index, priors)
+    router = await build_local_router(Settings())
     print("category    gain  tiers (f/b/e per prompt)")
     for category, prompts in CATEGORIES.items():
         gains, tiers = [], []

@@ -25,8 +25,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from shared.catalog import Catalog
-from shared.composition.assemble import build_encoder, build_local_index, build_router
+from shared.composition.assemble import build_local_router
 from shared.config import Settings
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
@@ -41,11 +40,7 @@ HELD_OUT_EVERYDAY_AT_LEAST, HELD_OUT_HARD_AT_LEAST = 24, 12
 
 
 async def _shipped_router() -> Router:
-    settings = Settings()
-    encoder = build_encoder(settings)
-    index, priors = await build_local_index(settings, encoder)
-    # the router exactly as the app builds it from its settings
-    return build_router(settings, Catalog.load(settings.model_catalog_path), encoder, index, priors)
+    return await build_local_router(Settings())
 
 
 async def _tiers(router: Router, table: Path) -> tuple[dict[str, str], list[str], list[str]]:

@@ -159,6 +159,14 @@ def build_router(
     )
 
 
+async def build_local_router(s: Settings) -> Router:
+    """The router exactly as the app builds it from its settings, on the in-process index with
+    the starter examples: what the routing table, the decision benchmark and the probes decide with."""
+    encoder = build_encoder(s)
+    index, priors = await build_local_index(s, encoder)
+    return build_router(s, Catalog.load(s.model_catalog_path), encoder, index, priors)
+
+
 def build_hooks(s: Settings, p: Parts, deps: HookDeps) -> HookRunner:
     """The after-answer hooks, with what self-labelling needs besides the common deps."""
     return HookRunner(
