@@ -189,7 +189,12 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
             continue
         mean = (sums[0][n + i] - sums[1][i]) / total
         mean_square = (squares[i] - 2.0 * sums[1][n + i] + sums[2][i]) / total
-        var = max(mean_square - mean * mean, 0.0)
+        var = mean_square - mean * mean
+        # E[g²] - E[g]² cancels where every neighbour has the same gain, and what is left is the
+        # BLAS kernel's rounding (1.7e-9 after the square root with OpenBLAS's Haswell kernel, which
+        # it picks on AMD EPYC; 0 with its SkylakeX one): that is no spread, on any machine
+        if var <= 1e-12 * mean_square:
+            var = 0.0
         out[key] = math.sqrt(var * sums[3][i]) / (total + params.prior_strength)
     return out
 
