@@ -191,8 +191,8 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
         mean_square = (squares[i] - 2.0 * sums[1][n + i] + sums[2][i]) / total
         var = mean_square - mean * mean
         # E[g²] - E[g]² cancels where every neighbour has the same gain, and what is left is the
-        # BLAS kernel's rounding (1.7e-9 after the square root with OpenBLAS's Haswell kernel, which
-        # it picks on AMD EPYC; 0 with its SkylakeX one): that is no spread, on any machine
+        # BLAS kernel's rounding (after the square root, 1.7e-9 with OpenBLAS's Haswell and Zen
+        # kernels, 0 with SkylakeX): that is no spread, whichever kernel the machine gets
         if var <= 1e-12 * mean_square:
             var = 0.0
         out[key] = math.sqrt(var * sums[3][i]) / (total + params.prior_strength)
