@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from shared.examples.labelled import outcome_scale, read_labelled_csv
 from tests.conftest import MMLU_DIR, ROOT
@@ -244,3 +248,47 @@ def test_scores_outside_0_to_1_are_still_refused_where_examples_are_stored(tmp_p
     mapped = [ex.outcomes[STRONG] for ex in read_labelled_csv(path, score_range=(1.0, 7.0))]
     assert mapped == [1.0, 0.25, 0.0, 1.0]  # on a 1..7 scale "1" is the lowest score, True the best
     assert outcome_scale(path, ["missing"]) is None  # reading the file names the missing column
+
+
+def test_several_seeds_give_each_curve_and_a_summary_paired_by_seed() -> None:
+    train, test = MMLU_DIR / "mmlu_marketing.csv", MMLU_DIR / "mmlu_virology.csv"
+    lines = _evaluate("--train", str(train), "--test", str(test), "--learn", "0", "20", "all", "--seed", "1", "2", "4")
+    curves, summaries = lines[:9], lines[9:]
+    assert [(line["seed"], line["learned"]) for line in curves] == [
+        (s, n) for s in (1, 2, 4) for n in (0, 20, curves[2]["learned"])
+    ]
+    # each seed's lines are the single-seed run's, to the digit
+    assert _untimed(curves[3:6]) == _untimed(
+        _evaluate("--train", str(train), "--test", str(test), "--learn", "0", "20", "all", "--seed", "2")
+    )
+    assert [line["learned"] for line in summaries] == [0, 20, curves[2]["learned"]]
+    by = {(line["seed"], line["learned"]): line for line in curves}
+    for summary in summaries:
+        n = summary["learned"]
+        apgr = [float(by[s, n]["apgr"]) for s in (1, 2, 4)]  # type: ignore[arg-type]
+        assert summary["summary"] == "seeds" and summary["seeds"] == [1, 2, 4]
+        assert summary["apgr_mean"] == pytest.approx(sum(apgr) / 3, abs=1e-4)
+        assert summary["apgr_se"] == pytest.approx(statistics.stdev(apgr) / math.sqrt(3), abs=1e-4)
+        assert (summary["apgr_min"], summary["apgr_max"]) == (min(apgr), max(apgr))
+        if n:  # paired with the same seed's N = 0
+            start = [float(by[s, 0]["apgr"]) for s in (1, 2, 4)]  # type: ignore[arg-type]
+            diff = [a - b for a, b in zip(apgr, start, strict=True)]
+            assert summary["minus_learned_0_mean"] == pytest.approx(sum(diff) / 3, abs=1e-4)
+        else:
+            assert "minus_learned_0_mean" not in summary
+    last = summaries[-1]  # "all": against the router trained on the learned half alone
+    alone = [float(by[s, last["learned"]]["in_domain_only_apgr"]) for s in (1, 2, 4)]  # type: ignore[arg-type]
+    assert last["in_domain_only_apgr_mean"] == pytest.approx(sum(alone) / 3, abs=1e-4)
+    assert last["minus_in_domain_only_mean"] == pytest.approx(last["apgr_mean"] - sum(alone) / 3, abs=2e-4)
+    assert "in_domain_only_apgr_mean" not in summaries[0]
+
+
+def test_in_domain_evaluation_over_several_seeds_and_a_plot_wants_one() -> None:
+    files = [str(MMLU_DIR / n) for n in ("mmlu_marketing.csv", "mmlu_virology.csv")]
+    lines = _evaluate("--data", *files, "--seed", "0", "5")
+    assert [line.get("seed") for line in lines[:2]] == [0, 5]
+    assert lines[0]["apgr"] != lines[1]["apgr"]  # two splits
+    assert lines[2]["summary"] == "seeds" and lines[2]["seeds"] == [0, 5]
+    assert lines[2]["apgr_mean"] == pytest.approx((float(lines[0]["apgr"]) + float(lines[1]["apgr"])) / 2, abs=1e-4)  # type: ignore[arg-type]
+    refused = _run_evaluate("--data", *files, "--seed", "0", "5", "--plot", "x.png", check=False)
+    assert refused.returncode != 0 and "--plot draws one split" in refused.stderr

@@ -13,7 +13,7 @@ from ..composition.assemble import build_encoder
 from ..config import Settings
 from ..encoders.hashing import HashingEncoder
 from ..evaluation import CurveSink, GainScorer, evaluate, load_dataset, split, threshold_for
-from ..evaluation_cross import evaluate_file, load_train, tier_models
+from ..evaluation_cross import evaluate_file, load_train, mean_se, tier_models
 from ..examples.labelled import read_labelled_csv
 from ..routing.predictor import PredictorParams
 from .output import expand_paths, print_json
@@ -46,22 +46,36 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return _evaluate_cross(args, settings)
     if not args.data:
         raise SystemExit("evaluate needs --data FILE... (in-domain split) or --train ... --test FILE...")
+    if args.plot and len(args.seed) > 1:
+        raise SystemExit("--plot draws one split: give one --seed")
     data = load_dataset(expand_paths(args.data), args.strong, args.weak, prompt_column=args.prompt_column)
-    result = evaluate(
-        data,
-        encoder_factory(settings),
-        _predictor_params(settings, args.k),
-        train_frac=args.train_frac,
-        seed=args.seed,
-        on_curve=_plotter(Path(args.plot)) if args.plot else None,
-    )
-    if args.plot:
-        result["plot"] = args.plot
-    if args.json:
-        print(json.dumps(result))
+    results = []
+    for seed in args.seed:
+        result = evaluate(
+            data,
+            encoder_factory(settings),
+            _predictor_params(settings, args.k),
+            train_frac=args.train_frac,
+            seed=seed,
+            on_curve=_plotter(Path(args.plot)) if args.plot else None,
+        )
+        result["seed"] = seed
+        if args.plot:
+            result["plot"] = args.plot
+        _print(result, args.json)
+        results.append(result)
+    if len(results) > 1:
+        apgr = [float(r["apgr"]) for r in results]
+        summary = {"summary": "seeds", "seeds": list(args.seed), **mean_se("apgr", apgr)}
+        _print({**summary, "apgr_min": min(apgr), "apgr_max": max(apgr)}, args.json)
+    return 0
+
+
+def _print(result: dict[str, Any], one_line: bool) -> None:
+    if one_line:
+        print(json.dumps(result), flush=True)
     else:
         print_json(result)
-    return 0
 
 
 def _plotter(path: Path) -> CurveSink:

@@ -62,7 +62,13 @@ def _add_quality_commands(sub: Any) -> None:
     e.add_argument("--strong", required=True)
     e.add_argument("--weak", required=True)
     e.add_argument("--train-frac", type=float, default=0.5)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the split's seed; several (--seed 0 1 2 ...) run each and add a summary line with means",
+    )
     e.add_argument("--k", type=int, default=None)
     e.add_argument("--plot", default=None, help="write the accuracy curve to this PNG")
     e.add_argument("--json", action="store_true", help="one line of JSON")
