@@ -292,3 +292,12 @@ def test_in_domain_evaluation_over_several_seeds_and_a_plot_wants_one() -> None:
     assert lines[2]["apgr_mean"] == pytest.approx((float(lines[0]["apgr"]) + float(lines[1]["apgr"])) / 2, abs=1e-4)  # type: ignore[arg-type]
     refused = _run_evaluate("--data", *files, "--seed", "0", "5", "--plot", "x.png", check=False)
     assert refused.returncode != 0 and "--plot draws one split" in refused.stderr
+
+
+def test_a_seed_named_twice_is_refused_and_seeds_without_a_split_say_so() -> None:
+    train, test = MMLU_DIR / "mmlu_marketing.csv", MMLU_DIR / "mmlu_virology.csv"
+    twice = _run_evaluate("--train", str(train), "--test", str(test), "--learn", "0", "--seed", "1", "1", check=False)
+    assert twice.returncode != 0 and "name each seed once" in twice.stderr and not twice.stdout
+    whole = _run_evaluate("--train", str(train), "--test", str(test), "--seed", "1", "2")
+    assert "no split to seed" in whole.stderr
+    assert len(whole.stdout.splitlines()) == 1  # one score of every row, not one per seed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def encoder_factory(settings: Settings) -> Callable[[Sequence[str]], Any]:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
+    if len(set(args.seed)) < len(args.seed):
+        raise SystemExit(f"--seed: name each seed once (got {' '.join(map(str, args.seed))})")
     if args.test:
         return _evaluate_cross(args, settings)
     if not args.data:
@@ -93,6 +96,8 @@ def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.train:
         raise SystemExit("--test needs --train starter|FILE...")
+    if len(args.seed) > 1 and not args.learn:
+        print("note: without --learn every row of a test file is scored, so there is no split to seed", file=sys.stderr)
     starter = args.train == ["starter"]
     make_encoder = encoder_factory(settings)
     if starter:
