@@ -229,54 +229,60 @@ def evaluate_file(
     tenant_prior: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """The JSON lines of `evaluate --test FILE`, each as soon as it is measured (argparse
-    namespace: strong, weak, learn, judge_noise, seed (a list), prompt_column); `tenant_prior`
-    as TENANT_PRIOR_REFRESH_S > 0 in production. A curve is run once per seed, each line naming
-    its seed; with more than one seed a summary line per N follows (`seed_summary`)."""
+    namespace: strong, weak, learn, judge_noise and seed (lists), prompt_column); `tenant_prior`
+    as TENANT_PRIOR_REFRESH_S > 0 in production. A curve is run once per noise level and seed,
+    each line naming its seed; with more than one run a summary line per noise level and N
+    follows (`seed_summary`)."""
     data = load_dataset([test], args.strong, args.weak, prompt_column=args.prompt_column)
     if not args.learn:
         yield cross_domain(train, test, data, params, models)  # every row scored: no seed to vary
         return
     learn = parse_learn(args.learn)
     lines: list[dict[str, Any]] = []
-    for seed in args.seed:
-        curve = learning_curve(
-            train,
-            test,
-            data,
-            params,
-            models,
-            learn,
-            judge_noise=args.judge_noise,
-            seed=seed,
-            make_encoder=make_encoder,
-            tenant_prior=tenant_prior,
-        )
-        for line in curve:
-            lines.append({**line, "seed": seed})
-            yield lines[-1]
-    if len(args.seed) > 1:
+    for noise in args.judge_noise:
+        for seed in args.seed:
+            curve = learning_curve(
+                train,
+                test,
+                data,
+                params,
+                models,
+                learn,
+                judge_noise=noise,
+                seed=seed,
+                make_encoder=make_encoder,
+                tenant_prior=tenant_prior,
+            )
+            for line in curve:
+                lines.append({**line, "seed": seed})
+                yield lines[-1]
+    if len(args.seed) > 1 or len(args.judge_noise) > 1:
         yield from seed_summary(lines)
 
 
 def seed_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per test file and N learned, over the seeds of `lines` (learning-curve lines, one per file,
-    N and seed): APGR's mean, its standard error and range, and the two comparisons the learning
-    goals make, paired by seed (a split that is hard for one is hard for both): against N = 0 of
-    the same seed, and against the router trained on the learned half alone ("all" only). At
+    """Per test file, noise level and N learned, over the seeds of `lines` (learning-curve lines,
+    one per file, noise level, N and seed): APGR's mean, its standard error and range, and the
+    three comparisons the learning goals make, paired by seed (a split that is hard for one is
+    hard for both): against N = 0 at the same noise, against the same N without noise (the
+    noise's loss), and against the router trained on the learned half alone ("all" only). At
     N = 100 one seed's APGR moves by up to 0.1, so a goal is read from these, not from one curve."""
-    by_key: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+    by_key: dict[tuple[str, float, int], dict[int, dict[str, Any]]] = {}
     for line in lines:
-        by_key.setdefault((line["test"], line["learned"]), {})[line["seed"]] = line
+        by_key.setdefault((line["test"], line["judge_noise"], line["learned"]), {})[line["seed"]] = line
     out = []
-    for (test, learned), per_seed in by_key.items():
+    for (test, noise, learned), per_seed in by_key.items():
         seeds = sorted(per_seed)
         apgr = [float(per_seed[s]["apgr"]) for s in seeds]
-        row: dict[str, Any] = {"test": test, "learned": learned, "judge_noise": per_seed[seeds[0]]["judge_noise"]}
+        row: dict[str, Any] = {"test": test, "learned": learned, "judge_noise": noise}
         row |= {"summary": "seeds", "seeds": seeds, **mean_se("apgr", apgr)}
         row |= {"apgr_min": min(apgr), "apgr_max": max(apgr)}
-        start = by_key.get((test, 0), {})
+        start = by_key.get((test, noise, 0), {})
         if learned and all(s in start for s in seeds):
             row |= mean_se("minus_learned_0", [a - float(start[s]["apgr"]) for a, s in zip(apgr, seeds, strict=True)])
+        clean = by_key.get((test, 0.0, learned), {})
+        if noise and all(s in clean for s in seeds):
+            row |= mean_se("judge_noise_loss", [float(clean[s]["apgr"]) - a for a, s in zip(apgr, seeds, strict=True)])
         if all("in_domain_only_apgr" in per_seed[s] for s in seeds):
             alone = [float(per_seed[s]["in_domain_only_apgr"]) for s in seeds]
             row |= mean_se("in_domain_only_apgr", alone)

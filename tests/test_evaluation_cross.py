@@ -297,7 +297,36 @@ def test_in_domain_evaluation_over_several_seeds_and_a_plot_wants_one() -> None:
 def test_a_seed_named_twice_is_refused_and_seeds_without_a_split_say_so() -> None:
     train, test = MMLU_DIR / "mmlu_marketing.csv", MMLU_DIR / "mmlu_virology.csv"
     twice = _run_evaluate("--train", str(train), "--test", str(test), "--learn", "0", "--seed", "1", "1", check=False)
-    assert twice.returncode != 0 and "name each seed once" in twice.stderr and not twice.stdout
+    assert twice.returncode != 0 and "name each value once" in twice.stderr and not twice.stdout
     whole = _run_evaluate("--train", str(train), "--test", str(test), "--seed", "1", "2")
     assert "no split to seed" in whole.stderr
     assert len(whole.stdout.splitlines()) == 1  # one score of every row, not one per seed
+
+
+def test_two_noise_levels_give_the_noise_loss_paired_by_seed() -> None:
+    train, test = MMLU_DIR / "mmlu_marketing.csv", MMLU_DIR / "mmlu_virology.csv"
+    args = ("--train", str(train), "--test", str(test), "--learn", "0", "40", "--seed", "1", "2")
+    lines = _evaluate(*args, "--judge-noise", "0", "0.2")
+    curves, summaries = lines[:8], lines[8:]
+    assert [(line["judge_noise"], line["seed"], line["learned"]) for line in curves] == [
+        (noise, s, n) for noise in (0.0, 0.2) for s in (1, 2) for n in (0, 40)
+    ]
+    assert [(line["judge_noise"], line["learned"]) for line in summaries] == [(0.0, 0), (0.0, 40), (0.2, 0), (0.2, 40)]
+    by = {(line["judge_noise"], line["seed"], line["learned"]): float(line["apgr"]) for line in curves}  # type: ignore[arg-type]
+    noisy_40 = summaries[3]
+    loss = [by[0.0, s, 40] - by[0.2, s, 40] for s in (1, 2)]
+    assert noisy_40["judge_noise_loss_mean"] == pytest.approx(sum(loss) / 2, abs=1e-4)
+    assert summaries[2]["judge_noise_loss_mean"] == 0.0  # nothing learned: no label to flip
+    assert "judge_noise_loss_mean" not in summaries[1]  # the clean curve is the reference
+    assert summaries[3]["minus_learned_0_mean"] == pytest.approx(
+        sum(by[0.2, s, 40] - by[0.2, s, 0] for s in (1, 2)) / 2, abs=1e-4
+    )
+
+
+def test_a_noise_share_outside_0_to_1_is_a_clear_error() -> None:
+    train, test = MMLU_DIR / "mmlu_marketing.csv", MMLU_DIR / "mmlu_virology.csv"
+    for bad in (("1.5",), ("-0.1",), ("0.2", "0.2")):
+        out = _run_evaluate(
+            "--train", str(train), "--test", str(test), "--learn", "10", "--judge-noise", *bad, check=False
+        )
+        assert out.returncode != 0 and "--judge-noise" in out.stderr and "Traceback" not in out.stderr

@@ -43,8 +43,11 @@ def encoder_factory(settings: Settings) -> Callable[[Sequence[str]], Any]:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
-    if len(set(args.seed)) < len(args.seed):
-        raise SystemExit(f"--seed: name each seed once (got {' '.join(map(str, args.seed))})")
+    for flag, values in (("--seed", args.seed), ("--judge-noise", args.judge_noise)):
+        if len(set(values)) < len(values):
+            raise SystemExit(f"{flag}: name each value once (got {' '.join(map(str, values))})")
+    if not all(0.0 <= share <= 1.0 for share in args.judge_noise):
+        raise SystemExit(f"--judge-noise: a share of the labels, 0..1 (got {' '.join(map(str, args.judge_noise))})")
     if args.test:
         return _evaluate_cross(args, settings)
     if not args.data:

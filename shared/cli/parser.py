@@ -55,7 +55,13 @@ def _add_quality_commands(sub: Any) -> None:
     e.add_argument("--train", nargs="+", help="cross-domain: 'starter' (the shipped examples) or CSV files")
     e.add_argument("--test", nargs="+", help="cross-domain: CSV files, each scored on its own")
     e.add_argument("--learn", nargs="+", help="learning curve: N rows of each test file's first half (or 'all')")
-    e.add_argument("--judge-noise", type=float, default=0.0, help="share of learned labels flipped (0..1)")
+    e.add_argument(
+        "--judge-noise",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="share of learned labels flipped (0..1); several (--judge-noise 0 0.2) add the loss to each summary",
+    )
     e.add_argument(
         "--prompt-column", default="prompt", help="the prompt's column in your files (one without it reads 'prompt')"
     )
