@@ -192,8 +192,10 @@ def gain_stderrs(neighbours: Sequence[Neighbour], base_key: str, params: Predict
         var = mean_square - mean * mean
         # E[g²] - E[g]² cancels where every neighbour has the same gain, and what is left is the
         # BLAS kernel's rounding (after the square root, 1.7e-9 with OpenBLAS's Haswell and Zen
-        # kernels, 0 with SkylakeX): that is no spread, whichever kernel the machine gets
-        if var <= 1e-12 * mean_square:
+        # kernels, 0 with SkylakeX): that is no spread, whichever kernel the machine gets. The
+        # rounding scales with the squared outcomes the sums were made of, not with what is left
+        # (a key against itself leaves nothing but rounding)
+        if var <= 1e-12 * (squares[i] + sums[2][i]) / total:
             var = 0.0
         out[key] = math.sqrt(var * sums[3][i]) / (total + params.prior_strength)
     return out
