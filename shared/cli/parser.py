@@ -55,26 +55,16 @@ def _add_quality_commands(sub: Any) -> None:
     e.add_argument("--train", nargs="+", help="cross-domain: 'starter' (the shipped examples) or CSV files")
     e.add_argument("--test", nargs="+", help="cross-domain: CSV files, each scored on its own")
     e.add_argument("--learn", nargs="+", help="learning curve: N rows of each test file's first half (or 'all')")
-    e.add_argument(
-        "--judge-noise",
-        type=float,
-        nargs="+",
-        default=[0.0],
-        help="share of learned labels flipped (0..1); several (--judge-noise 0 0.2) add the loss to each summary",
-    )
+    noise = "share of learned labels flipped (0..1); several (0 0.2) add the noise's loss to the summaries"
+    e.add_argument("--judge-noise", type=float, nargs="+", default=[0.0], help=noise)
     e.add_argument(
         "--prompt-column", default="prompt", help="the prompt's column in your files (one without it reads 'prompt')"
     )
     e.add_argument("--strong", required=True)
     e.add_argument("--weak", required=True)
     e.add_argument("--train-frac", type=float, default=0.5)
-    e.add_argument(
-        "--seed",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="the split's seed; several (--seed 0 1 2 ...) run each and add a summary line with means",
-    )
+    seeds = "the split's seed; several (0 1 2 ...) run each and add summary lines with means"
+    e.add_argument("--seed", type=int, nargs="+", default=[0], help=seeds)
     e.add_argument("--k", type=int, default=None)
     e.add_argument("--plot", default=None, help="write the accuracy curve to this PNG")
     e.add_argument("--json", action="store_true", help="one line of JSON")
