@@ -274,9 +274,7 @@ def seed_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (test, noise, learned), per_seed in by_key.items():
         seeds = sorted(per_seed)
         apgr = [float(per_seed[s]["apgr"]) for s in seeds]
-        row: dict[str, Any] = {"test": test, "learned": learned, "judge_noise": noise}
-        row |= {"summary": "seeds", "seeds": seeds, **mean_se("apgr", apgr)}
-        row |= {"apgr_min": min(apgr), "apgr_max": max(apgr)}
+        row: dict[str, Any] = {"test": test, "learned": learned, "judge_noise": noise, **apgr_summary(seeds, apgr)}
         start = by_key.get((test, noise, 0), {})
         if learned and all(s in start for s in seeds):
             row |= mean_se("minus_learned_0", [a - float(start[s]["apgr"]) for a, s in zip(apgr, seeds, strict=True)])
@@ -289,6 +287,18 @@ def seed_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row |= mean_se("minus_in_domain_only", [a - b for a, b in zip(apgr, alone, strict=True)])
         out.append(row)
     return out
+
+
+def apgr_summary(seeds: Sequence[int], apgr: Sequence[float]) -> dict[str, Any]:
+    """The part of a summary line every evaluation shares: the seeds, APGR's mean, standard error
+    and range."""
+    return {
+        "summary": "seeds",
+        "seeds": list(seeds),
+        **mean_se("apgr", apgr),
+        "apgr_min": min(apgr),
+        "apgr_max": max(apgr),
+    }
 
 
 def mean_se(name: str, values: Sequence[float]) -> dict[str, float]:

@@ -14,7 +14,7 @@ from ..composition.assemble import build_encoder
 from ..config import Settings
 from ..encoders.hashing import HashingEncoder
 from ..evaluation import CurveSink, GainScorer, evaluate, load_dataset, split, threshold_for
-from ..evaluation_cross import evaluate_file, load_train, mean_se, tier_models
+from ..evaluation_cross import apgr_summary, evaluate_file, load_train, tier_models
 from ..examples.labelled import read_labelled_csv
 from ..routing.predictor import PredictorParams
 from .output import expand_paths, print_json
@@ -71,9 +71,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         _print(result, args.json)
         results.append(result)
     if len(results) > 1:
-        apgr = [float(r["apgr"]) for r in results]
-        summary = {"summary": "seeds", "seeds": list(args.seed), **mean_se("apgr", apgr)}
-        _print({**summary, "apgr_min": min(apgr), "apgr_max": max(apgr)}, args.json)
+        _print(apgr_summary(args.seed, [float(r["apgr"]) for r in results]), args.json)
     return 0
 
 
@@ -82,6 +80,7 @@ def _print(result: dict[str, Any], one_line: bool) -> None:
         print(json.dumps(result), flush=True)
     else:
         print_json(result)
+        sys.stdout.flush()  # a curve's lines arrive seed by seed: show each as it is measured
 
 
 def _plotter(path: Path) -> CurveSink:
@@ -118,7 +117,7 @@ def _evaluate_cross(args: argparse.Namespace, settings: Settings) -> int:
             train, test, args, params, models, make_encoder, tenant_prior=settings.tenant_prior_refresh_s > 0
         )
         for line in lines:
-            print(json.dumps(line) if args.json else json.dumps(line, indent=2), flush=True)
+            _print(line, args.json)
     return 0
 
 
