@@ -7,7 +7,8 @@
   is echoed back with the defaults a real server fills in.
 - gRPC (a `grpc` server on the protobuf stubs the client ships, `weaviate.proto.v1`):
   `weaviate.v1.Weaviate/Search` (near_vector with exact cosine distance in numpy, filters,
-  limit/offset/after, requested properties and metadata), `BatchObjects`, `BatchDelete`,
+  sort, limit/offset/after with Weaviate's `QUERY_MAXIMUM_RESULTS` ceiling on offset + limit,
+  requested properties and metadata), `BatchObjects`, `BatchDelete`,
   `Aggregate` (objects count), and `grpc.health.v1.Health/Check`.
 
 Knobs for tests: `mode` ("ok" | "down" | "slow" | "error"), `slow_s`, and scripted backups
@@ -50,6 +51,9 @@ from tests.fakes.server import free_port
 
 VERSION = "1.33.1"
 Op = base_pb2.Filters
+# Weaviate's default QUERY_MAXIMUM_RESULTS: a query's offset + limit may not pass it (the cursor,
+# `after`, is exempt)
+QUERY_MAXIMUM_RESULTS = 10_000
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -201,6 +205,7 @@ class FakeWeaviate:
         # the status a backup created through the API starts in (STARTED, SUCCESS or FAILED)
         self.next_backup_status = "STARTED"
         self.calls: list[str] = []
+        self.query_maximum_results = QUERY_MAXIMUM_RESULTS
         self.lock = threading.RLock()
 
     # -- test helpers ------------------------------------------------------------------------
@@ -214,6 +219,7 @@ class FakeWeaviate:
             self.backups.clear()
             self.next_backup_status = "STARTED"
             self.calls.clear()
+            self.query_maximum_results = QUERY_MAXIMUM_RESULTS
 
     def add_backup(
         self,
@@ -410,12 +416,20 @@ class FakeWeaviate:
         objs = list(self.objects.get(collection, {}).values())
         if filters is None:
             return objs
-        return [o for o in objs if _matches(o, filters)]
+        types = self._schema_types(collection)
+        return [o for o in objs if _matches(o, filters, types)]
 
     def search(self, request: search_get_pb2.SearchRequest) -> search_get_pb2.SearchReply:
         with self.lock:
             if request.collection not in self.classes:
                 raise KeyError(f"class {request.collection} not found")
+            start = request.offset or 0
+            limit = request.limit or 10
+            if not request.after and start + limit > self.query_maximum_results:
+                # Weaviate's own words (explorer: invalid pagination params)
+                raise ValueError(
+                    "explorer: list class: search: invalid pagination params: query maximum results exceeded"
+                )
             objs = self._matching(request.collection, request.filters if request.HasField("filters") else None)
             distances: list[float | None] = [None] * len(objs)
             if request.HasField("near_vector"):
@@ -443,9 +457,10 @@ class FakeWeaviate:
                 objs.sort(key=lambda o: o.uuid)
                 if request.after:
                     objs = [o for o in objs if o.uuid > request.after]
+                types = self._schema_types(request.collection)
+                for by in reversed(request.sort_by):  # stable sorts, the last key first
+                    objs.sort(key=lambda o, p=by.path[0]: _sort_key(o, p, types), reverse=not by.ascending)
                 distances = [None] * len(objs)
-            start = request.offset or 0
-            limit = request.limit or 10
             picked = list(zip(objs, distances, strict=True))[start : start + limit]
             types = self._schema_types(request.collection)
             results = []
@@ -526,6 +541,8 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
             return fn(request)
         except KeyError as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.UNKNOWN, str(exc))
 
     def Search(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._run("Search", self.fake.search, request, context)
@@ -639,14 +656,30 @@ def _value(val: Any, dtype: str) -> properties_pb2.Value:
     raise ValueError(f"fake does not serve {dtype}")
 
 
-def _matches(obj: StoredObject, f: base_pb2.Filters) -> bool:
+def _date(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _sort_key(obj: StoredObject, prop: str, types: dict[str, str]) -> tuple[bool, Any]:
+    """Weaviate sorts a missing value below every value."""
+    if prop == "_id":
+        return (True, obj.uuid)
+    if prop == "_creationTimeUnix":
+        return (True, obj.created_ms)
+    value = obj.properties.get(prop)
+    if value is not None and types.get(prop) == "date":
+        value = _date(value)
+    return (value is not None, value)
+
+
+def _matches(obj: StoredObject, f: base_pb2.Filters, types: dict[str, str]) -> bool:
     op = f.operator
     if op == Op.OPERATOR_AND:
-        return all(_matches(obj, sub) for sub in f.filters)
+        return all(_matches(obj, sub, types) for sub in f.filters)
     if op == Op.OPERATOR_OR:
-        return any(_matches(obj, sub) for sub in f.filters)
+        return any(_matches(obj, sub, types) for sub in f.filters)
     if op == Op.OPERATOR_NOT:
-        return not any(_matches(obj, sub) for sub in f.filters)
+        return not any(_matches(obj, sub, types) for sub in f.filters)
     prop = f.target.property if f.HasField("target") else (f.on[0] if f.on else "")
     actual = obj.uuid if prop == "_id" else obj.properties.get(prop)
     if op == Op.OPERATOR_IS_NULL:
@@ -662,6 +695,8 @@ def _matches(obj: StoredObject, f: base_pb2.Filters) -> bool:
         expected = list(f.value_number_array.values)
     else:
         expected = getattr(f, which) if which else None
+    if types.get(prop) == "date":  # compared as instants, not as strings
+        actual, expected = _date(actual), _date(expected)
     if op == Op.OPERATOR_EQUAL:
         return bool(actual == expected)
     if op == Op.OPERATOR_NOT_EQUAL:
@@ -669,6 +704,9 @@ def _matches(obj: StoredObject, f: base_pb2.Filters) -> bool:
     if op == Op.OPERATOR_CONTAINS_ANY:
         have = actual if isinstance(actual, list) else [actual]
         return any(v in have for v in expected)
+    if op == Op.OPERATOR_CONTAINS_NONE:
+        have = actual if isinstance(actual, list) else [actual]
+        return not any(v in have for v in expected)
     if op in (
         Op.OPERATOR_GREATER_THAN,
         Op.OPERATOR_GREATER_THAN_EQUAL,

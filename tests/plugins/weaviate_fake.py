@@ -18,7 +18,7 @@ import pytest
 
 from shared.config import Settings
 from shared.index.weaviate import WeaviateIndex
-from tests.fakes.weaviate import FakeWeaviate, FakeWeaviateServer
+from tests.fakes.weaviate import QUERY_MAXIMUM_RESULTS, FakeWeaviate, FakeWeaviateServer
 
 REAL_WEAVIATE_URL = os.environ.get("TEST_WEAVIATE_URL") or os.environ.get("WEAVIATE_URL")
 
@@ -39,8 +39,10 @@ def fake_weaviate(weaviate_server: FakeWeaviateServer | None) -> Iterator[FakeWe
         pytest.skip("scripts the fake Weaviate; WEAVIATE_URL points at a real one")
     weaviate_server.fake.reset()
     yield weaviate_server.fake
+    # tests that do not script the fake share it: leave it serving as a default Weaviate
     weaviate_server.fake.mode = "ok"
     weaviate_server.fake.api_key = None
+    weaviate_server.fake.query_maximum_results = QUERY_MAXIMUM_RESULTS
 
 
 @pytest.fixture
