@@ -391,3 +391,50 @@ async def test_a_tenants_examples_and_vectors_read_the_same_from_weaviate_and_th
     assert (await remote.own_examples("nobody", limit=10))[0] == []
     empty, vectors = await local.own_examples("nobody", limit=10)
     assert empty == [] and vectors.shape == (0, encoder.dim)
+
+
+async def test_a_tenant_past_weaviates_query_maximum_is_read_in_pages_the_latest_first(
+    encoder: HashingEncoder,
+    make_weaviate_index: Callable[..., Any],
+    fake_weaviate: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Weaviate refuses a filtered query whose offset + limit passes QUERY_MAXIMUM_RESULTS, so a
+    tenant with more examples than that is read in pages keyed on `created_at`. Examples written
+    in one batch share it, and a page boundary falls inside a batch here (pages of 10, batches of
+    4): none is read twice or lost."""
+    fake_weaviate.query_maximum_results = 10
+    monkeypatch.setattr("shared.index.weaviate.QUERY_PAGE", 10)
+    remote = make_weaviate_index(encoder.dim, encoder.name)
+    remote.batch_size = 4
+    older, newer = _tenant_rows(15), _tenant_rows(26)[15 * 2 :]  # 30 examples, then 22
+    for rows in (older, newer):
+        await remote.upsert(rows, encoder.encode([ex.content for ex in rows]))
+    with pytest.raises(IndexUnavailable, match="query maximum results exceeded"):
+        await remote.list(limit=11, tenant="acme")  # what a single query of the tenant's rows met
+    examples, vectors = await remote.own_examples("acme", limit=1000)
+    assert sorted(ex.id for ex in examples) == sorted(ex.id for ex in older + newer)
+    assert vectors.shape == (52, encoder.dim)
+    assert np.allclose(vectors, encoder.encode([ex.content for ex in examples]), atol=1e-6)
+    # oldest first, as the local index lists them: the newer rows are the last 22
+    assert {ex.id for ex in examples[-22:]} == {ex.id for ex in newer}
+    latest, _ = await remote.own_examples("acme", limit=22)
+    assert {ex.id for ex in latest} == {ex.id for ex in newer}
+
+
+async def test_one_batch_larger_than_a_page_is_read_whole(
+    encoder: HashingEncoder,
+    make_weaviate_index: Callable[..., Any],
+    fake_weaviate: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every example of one batch has the same `created_at`: the pages go on by excluding the ids
+    already read at it."""
+    remote = make_weaviate_index(encoder.dim, encoder.name)
+    rows = _tenant_rows(8)
+    await remote.upsert(rows, encoder.encode([ex.content for ex in rows]))
+    fake_weaviate.query_maximum_results = 5  # after the write, whose batch reads 16 ids at once
+    monkeypatch.setattr("shared.index.weaviate.QUERY_PAGE", 5)
+    examples, _ = await remote.own_examples("acme", limit=100)
+    assert sorted(ex.id for ex in examples) == sorted(ex.id for ex in rows)
+    assert len((await remote.own_examples("acme", limit=12))[0]) == 12

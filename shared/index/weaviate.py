@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from weaviate.classes.config import Configure, Property, VectorDistances
 from weaviate.classes.data import DataObject
-from weaviate.classes.query import Filter, MetadataQuery
+from weaviate.classes.query import Filter, MetadataQuery, Sort
 from weaviate.client import WeaviateAsyncClient
 from weaviate.collections import CollectionAsync
 from weaviate.exceptions import WeaviateBaseError
@@ -46,6 +46,9 @@ from .weaviate_schema import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# Weaviate's default QUERY_MAXIMUM_RESULTS: no filtered query pages past offset + limit = 10,000,
+# so a tenant's examples beyond it are read in pages keyed on `created_at`
+QUERY_PAGE = 10_000
 DELETE_CHUNK = 1000
 
 
@@ -267,21 +270,44 @@ class WeaviateIndex:
         return int(res.total_count or 0)
 
     async def own_examples(self, tenant: str, *, limit: int) -> tuple[list[LabelledExample], np.ndarray]:
-        """Up to `limit` of the tenant's own examples, with their vectors (a tenant's prior is
-        fitted on them, routing/tenant_prior.py)."""
+        """The latest `limit` of the tenant's own examples, oldest first, with their vectors (a
+        tenant's prior and space are fitted on them, routing/tenant_prior.py).
+
+        Newest first in pages of at most QUERY_PAGE, each page below the last one's oldest
+        `created_at`: an offset cannot pass Weaviate's QUERY_MAXIMUM_RESULTS, and the cursor
+        (`after`) takes no filter. Examples written in one batch share a `created_at`; those of
+        the boundary already read are excluded by id, so a page never repeats one."""
         if limit <= 0:
             return [], np.zeros((0, self.dim), dtype=np.float32)
         coll = await self._collection()
-        try:
-            res = await coll.query.fetch_objects(
-                limit=limit,
-                filters=Filter.by_property("tenant").equal(tenant),
-                return_properties=list(PROPERTY_NAMES),
-                include_vector=[VECTOR_NAME],
-            )
-        except WeaviateBaseError as exc:
-            raise IndexUnavailable(f"Weaviate listing of a tenant's examples failed: {exc}") from exc
-        kept = [o for o in res.objects if len(o.vector.get(VECTOR_NAME) or ()) == self.dim]
+        found: list[Any] = []
+        boundary: datetime | None = None
+        at_boundary: list[str] = []  # ids read whose created_at is the boundary
+        while len(found) < limit:
+            wanted = min(QUERY_PAGE, limit - len(found))
+            filters = Filter.by_property("tenant").equal(tenant)
+            if boundary is not None:
+                filters = filters & Filter.by_property("created_at").less_or_equal(boundary)
+                filters = filters & Filter.by_id().contains_none(at_boundary)
+            try:
+                res = await coll.query.fetch_objects(
+                    limit=wanted,
+                    filters=filters,
+                    sort=Sort.by_property("created_at", ascending=False),
+                    return_properties=list(PROPERTY_NAMES),
+                    include_vector=[VECTOR_NAME],
+                )
+            except WeaviateBaseError as exc:
+                raise IndexUnavailable(f"Weaviate listing of a tenant's examples failed: {exc}") from exc
+            found.extend(res.objects)
+            oldest = res.objects[-1].properties.get("created_at") if res.objects else None
+            if len(res.objects) < wanted or not isinstance(oldest, datetime):
+                break  # all read (an example without created_at can only be on the last page)
+            if oldest != boundary:
+                at_boundary = []
+            at_boundary += [str(o.uuid) for o in res.objects if o.properties.get("created_at") == oldest]
+            boundary = oldest
+        kept = [o for o in reversed(found) if len(o.vector.get(VECTOR_NAME) or ()) == self.dim]
         vectors = np.array([o.vector[VECTOR_NAME] for o in kept], dtype=np.float32).reshape(len(kept), self.dim)
         return [from_properties(str(o.uuid), o.properties) for o in kept], vectors
 
