@@ -59,9 +59,12 @@ class Settings(BaseSettings):
     tenant_prior_refresh_s: float = Field(default=300.0, ge=0.0)
     # With its prior, a tenant of 240 distinct prompts or more may get a vector space of its own,
     # an encoder fitted on its prompts, where leave-one-out shows its neighbours are better found
-    # there; at most this many of its examples are held in it (~0.5 KB each); 0 turns it off
-    # (routing/tenant_space.py, docs/routing-quality.md "A tenant's own space").
-    tenant_space_examples: int = Field(default=10_000, ge=0, le=10_000)
+    # there; at most this many of its examples are held in it (~0.5 KB each, read from Weaviate
+    # in pages past its QUERY_MAXIMUM_RESULTS); 0 turns it off (routing/tenant_space.py,
+    # docs/routing-quality.md "A tenant's own space").
+    tenant_space_examples: int = Field(default=20_000, ge=0, le=100_000)
+    # the memory all tenants' spaces may hold together, per process (least recently used go first)
+    tenant_spaces_mb: int = Field(default=256, ge=0)
     encoder: Literal["tfidf-svd", "hashing", "vertex"] = "tfidf-svd"
     encoder_state_path: Path = PACKAGE_DIR / "data" / "encoder_tfidf_svd.npz"
     encoder_dim: int = 1024  # the `hashing` encoder's size (tfidf-svd's comes from its state)

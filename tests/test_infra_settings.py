@@ -37,6 +37,7 @@ _REASONS: dict[str, list[str]] = {
         "BALANCED_UPGRADE_CONFIDENCE",
         "TENANT_PRIOR_REFRESH_S",
         "TENANT_SPACE_EXAMPLES",
+        "TENANT_SPACES_MB",
         "MAX_BODY_BYTES",
         "MAX_MESSAGES",
         "MAX_TOTAL_CHARS",

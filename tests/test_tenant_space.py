@@ -331,6 +331,40 @@ async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_us
     await router.close()
 
 
+async def test_the_spaces_held_together_stay_within_their_memory_budget() -> None:
+    """A tenant with many examples holds a large space (its vectors, and an encoder of up to
+    32,768 n-grams): spaces are dropped, least recently used first, while they hold more memory
+    together than `max_space_bytes`, however few they are."""
+    encoder = FormEncoder()
+    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
+    theirs = [
+        LabelledExample(
+            content=ex.content, outcomes=ex.outcomes, tenant=tenant, source="feedback", id=f"{tenant}-{ex.id}"
+        )
+        for tenant in ("b", "c")
+        for ex in rows
+    ]
+    index = await _index(encoder, [*rows, *theirs])
+    probe = TenantPriors(index, params=PredictorParams(k=40))
+    router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=probe)
+    one = await probe.refresh("acme", router.shared_estimate)
+    assert one is not None and one.space is not None
+    size = one.space.nbytes
+    # the arrays alone are a floor: vectors, the examples' prompt and evidence, the encoder's basis
+    assert size > one.space.prompts.nbytes + one.space.evidence.nbytes + one.space.encoder.components.nbytes
+    priors = TenantPriors(index, params=PredictorParams(k=40), max_space_bytes=int(2.5 * size))
+    for tenant in ("acme", "b", "c"):
+        fitted = await priors.refresh(tenant, router.shared_estimate)
+        assert fitted is not None and fitted.space is not None
+    assert [t for t in ("acme", "b", "c") if (p := priors.peek(t)) is not None and p.space is not None] == ["b", "c"]
+    alone = TenantPriors(index, params=PredictorParams(k=40), max_space_bytes=size - 1)
+    fitted = await alone.refresh("acme", router.shared_estimate)
+    assert fitted is not None and fitted.space is not None  # the fit's own answer keeps it
+    kept = alone.peek("acme")
+    assert kept is not None and kept.space is None and fitted.weights == kept.weights  # the prior stays
+    await router.close()
+
+
 async def test_the_evaluation_scores_through_the_tenants_space_as_the_router_does() -> None:
     encoder = FormEncoder()
     rows = _tenant_rows(2 * MIN_PROMPTS + 40)

@@ -141,6 +141,7 @@ def build_router(
             cast(OwnExamples, index),
             refresh_s=s.tenant_prior_refresh_s,
             max_space_examples=s.tenant_space_examples,
+            max_space_bytes=s.tenant_spaces_mb << 20,
             params=params,
             on_fit=count_tenant_prior_fit,
             on_space=count_tenant_space,

@@ -33,7 +33,7 @@ from ..examples.labelled import LabelledExample
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
 from .tenant_space import MAX_EXAMPLES as MAX_SPACE_EXAMPLES
-from .tenant_space import MAX_SPACES, TenantSpace, examples_fingerprint, fit_tenant_space
+from .tenant_space import MAX_SPACE_BYTES, MAX_SPACES, TenantSpace, examples_fingerprint, fit_tenant_space
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,8 @@ class _Fitted:
 class TenantPriors:
     """Each tenant's prior, fitted in the background and refitted every `refresh_s` seconds while
     the tenant routes; at most `max_tenants` are kept, `max_spaces` of them with a space of their
-    own (least recently used go first; a dropped space is chosen again at the next fit)."""
+    own, holding `max_space_bytes` at most together (least recently used go first; a dropped
+    space is chosen again at the next fit)."""
 
     def __init__(
         self,
@@ -263,6 +264,7 @@ class TenantPriors:
         max_space_examples: int = MAX_SPACE_EXAMPLES,
         max_tenants: int = 1024,
         max_spaces: int = MAX_SPACES,
+        max_space_bytes: int = MAX_SPACE_BYTES,
         params: PredictorParams = PredictorParams(),
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
@@ -275,7 +277,7 @@ class TenantPriors:
         self.params = params  # the predictor's: the leave-one-out choice imitates its decisions
         self.min_examples, self.max_examples = min_examples, max_examples
         self.max_space_examples = max_space_examples  # 0: no tenant gets a space of its own
-        self.max_tenants, self.max_spaces = max_tenants, max_spaces
+        self.max_tenants, self.max_spaces, self.max_space_bytes = max_tenants, max_spaces, max_space_bytes
         self._clock = clock
         self._fitted: OrderedDict[str, _Fitted] = OrderedDict()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -389,8 +391,14 @@ class TenantPriors:
         self._fitted.move_to_end(tenant)
         while len(self._fitted) > self.max_tenants:
             self._fitted.popitem(last=False)
-        holding = [(t, p, f.at) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space is not None]
-        for old, p, at in holding[: max(0, len(holding) - self.max_spaces)]:
+        holding = [
+            (t, p, f.at, p.space.nbytes) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space
+        ]
+        count, held = len(holding), sum(size for *_, size in holding)
+        for old, p, at, size in holding:
+            if count <= self.max_spaces and held <= self.max_space_bytes:
+                break
+            count, held = count - 1, held - size
             self._fitted[old] = _Fitted(replace(p, space=None, space_examples=None), at)
 
     async def close(self) -> None:

@@ -19,8 +19,10 @@ one measured source where the choice errs is CRUXEval (code): 0.538 -> 0.526 at 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,16 +36,23 @@ log = logging.getLogger(__name__)
 
 # a basis of 128 directions fitted on fewer prompts than this is mostly their own words
 MIN_PROMPTS = 120
-# examples read for the space (the prior reads fewer: each of its rows costs a shared search):
-# Weaviate answers at most 10,000 objects a query by default (QUERY_MAXIMUM_RESULTS); 10,000
-# vectors of 128 float32 are 5 MB
-MAX_EXAMPLES = 10_000
-# the tenant's encoder keeps at most this many n-grams (its basis is 128 x this, in float16)
-MAX_VOCAB = 8192
-# tenants holding a space at once, per process: each is up to ~10 MB (vectors, evidence, encoder)
+# examples read for the space (the prior reads fewer: each of its rows costs a shared search).
+# MMLU's learned half holds 13,936: at 10,000 its space fell 0.005 short (docs/routing-quality.md,
+# "the tenant space's limits"); 20,000 examples of distinct prompts are 10 MB of vectors
+MAX_EXAMPLES = 20_000
+# the tenant's encoder keeps at most this many n-grams, as the shipped encoder does (8,192 cost
+# MMLU's tenant 0.003); its basis is 128 x this in float16, 8.4 MB at the cap, which only a tenant
+# of some 5,000 prompts or more reaches
+MAX_VOCAB = 32_768
+# tenants holding a space at once, per process, and the memory their spaces may hold together
+# (`TenantSpace.nbytes`; a space of 20,000 MMLU examples is ~25 MB): least recently used go first
 MAX_SPACES = 16
+MAX_SPACE_BYTES = 256 << 20
 # standard errors by which the tenant's space must beat the shared one (as the prior's strength)
 SIGNIFICANCE = 2.0
+# the encoder's lookups per n-gram: `_basis_row` (a dict entry and its int keys and values) and
+# `_basis_idf` (a list slot and a float); measured with tracemalloc at 32,768 n-grams
+_BYTES_PER_NGRAM = 132
 _CHUNK = 512  # queries per similarity block in the choice (512 x 10,000 float32 = 20 MB)
 
 # per example scored in the choice: for each of its outcome keys, (target, strength) of the
@@ -65,6 +74,18 @@ class TenantSpace:
     keys: tuple[str, ...]
     evidence: np.ndarray  # examples x [weight | presence per key | outcome per key]
     gain: float  # mean squared error the choice saved per example, for the log
+
+    @cached_property
+    def nbytes(self) -> int:
+        """The memory the space holds, near enough to budget by: its arrays and id strings, and
+        its encoder's arrays and per-n-gram lookups (a dict entry, an int and a float each)."""
+        enc = self.encoder
+        arrays = (self.prompts, self.group, self.evidence, self.ids, enc.idf, enc.kept_buckets, enc.components)
+        return (
+            sum(a.nbytes for a in arrays)
+            + sum(sys.getsizeof(i) for i in self.ids)
+            + len(enc.kept_buckets) * _BYTES_PER_NGRAM
+        )
 
     def search(self, text: str, k: int) -> Neighbours:
         """The k most similar of the tenant's examples to `text`, in its own space."""
