@@ -169,6 +169,18 @@ async def test_examples_api_on_weaviate(
     assert fake_weaviate.count(index.collection_name) == 4
     listed = (await client.get("/api/v1/examples?limit=10")).json()
     assert sorted(e["content"] for e in listed["data"]) == [f"weaviate q{i}" for i in range(4)]
+    # Weaviate serves no row past offset + limit = QUERY_MAXIMUM_RESULTS (10,000 by default): a page
+    # asked deeper is the caller's mistake, not an outage of the index
+    deep = await client.get("/api/v1/examples?limit=10&offset=9995")
+    assert deep.status_code == 400
+    assert deep.json()["error"] == {
+        "message": deep.json()["error"]["message"],
+        "type": "invalid_request_error",
+        "param": "offset",
+        "code": "offset_too_large",
+    }
+    assert "QUERY_MAXIMUM_RESULTS" in deep.json()["error"]["message"]
+    assert (await client.get("/api/v1/examples?limit=5&offset=9994")).json()["data"] == []  # 9,999 + 1 extra
 
 
 # --- feedback -> examples ------------------------------------------------------------------------------

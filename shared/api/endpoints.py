@@ -149,7 +149,15 @@ EXAMPLES_LIST = Endpoint(
     statuses=(400,),
     query=(
         QueryParam("limit", "Page size.", "integer", 1, examples.MAX_PAGE, 100),
-        QueryParam("offset", "Rows to skip.", "integer", 0, None, 0),
+        QueryParam(
+            "offset",
+            "Rows to skip. On Weaviate, offset + limit may not pass its QUERY_MAXIMUM_RESULTS (10,000 by default):"
+            " 400 `offset_too_large`.",
+            "integer",
+            0,
+            None,
+            0,
+        ),
     ),
 )
 EXAMPLES_ADD = Endpoint(

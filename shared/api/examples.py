@@ -16,7 +16,7 @@ from ..errors import DependencyUnavailable, InvalidRequest
 from ..examples.labelled import LabelledExample
 from ..examples.ownership import MAX_WEIGHT, check_all_outcome_keys, placement
 from ..examples.transfer import encode
-from ..index.base import IndexUnavailable
+from ..index.base import IndexUnavailable, PageTooDeep
 from .endpoint import HttpCall
 from .http import int_param, json_response, read_json_object
 
@@ -82,6 +82,13 @@ async def list_examples(call: HttpCall) -> Response:
         rows = await index.list(limit=limit + 1, offset=offset, tenant=principal.tenant)
     except IndexUnavailable as exc:
         raise DependencyUnavailable(f"The example index is unavailable: {exc}", code="index_unavailable") from None
+    except PageTooDeep as exc:
+        raise InvalidRequest(
+            f"{exc}: ask for a smaller offset (operators export the shared examples whole with "
+            "`python -m shared.cli examples export`).",
+            param="offset",
+            code="offset_too_large",
+        ) from None
     body = {
         "object": "list",
         "data": [public(ex) for ex in rows[:limit]],

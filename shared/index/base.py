@@ -22,6 +22,11 @@ class IndexUnavailable(Exception):
     """The index cannot answer now (down, slow, erroring). Routing falls back to priors."""
 
 
+class PageTooDeep(Exception):
+    """A listing asked for rows deeper than the index serves by offset (Weaviate's
+    QUERY_MAXIMUM_RESULTS): the caller's request, not an outage."""
+
+
 @runtime_checkable
 class ExampleIndex(Protocol):
     kind: str

@@ -28,7 +28,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from ..config import Settings, secret_value
 from ..examples.labelled import LabelledExample, Neighbour
-from .base import IndexHealth, IndexUnavailable
+from .base import IndexHealth, IndexUnavailable, PageTooDeep
 from .weaviate_connection import ConnectionTarget, build_client, grpc_health_problem
 from .weaviate_schema import (
     NEIGHBOUR_PROPERTIES,
@@ -318,6 +318,11 @@ class WeaviateIndex:
                 limit=limit, offset=offset, filters=visible_to(tenant), return_properties=list(PROPERTY_NAMES)
             )
         except WeaviateBaseError as exc:
+            if "query maximum results exceeded" in str(exc):  # the server's ceiling, whatever it is set to
+                raise PageTooDeep(
+                    f"offset + limit ({offset + limit}) is past what this Weaviate serves by offset "
+                    "(its QUERY_MAXIMUM_RESULTS, 10,000 by default)"
+                ) from exc
             raise IndexUnavailable(f"Weaviate list failed: {exc}") from exc
         return [from_properties(str(o.uuid), o.properties) for o in res.objects]
 
