@@ -25,7 +25,7 @@ from shared.routing.predictor import PredictorParams
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
 from shared.routing.tenant_prior import TenantPriors
-from shared.routing.tenant_space import MIN_PROMPTS, TenantSpace, fit_tenant_space
+from shared.routing.tenant_space import MIN_PROMPTS, TenantSpace, fit_tenant_space, spaces_over_budget
 from tests.model_specs import model_spec
 
 CATALOG = Catalog([model_spec("big", "frontier", 2.0, 8.0), model_spec("small", "economy", 0.1, 0.4)])
@@ -329,6 +329,14 @@ async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_us
     assert again is not None and again.space is not None
     assert [t for t in ("acme", "b", "c") if (p := priors.peek(t)) is not None and p.space is not None] == ["acme", "c"]
     await router.close()
+
+
+def test_the_least_recently_used_spaces_go_until_count_and_memory_are_within_budget() -> None:
+    assert spaces_over_budget([5, 3, 4], max_spaces=16, max_bytes=12) == 0
+    assert spaces_over_budget([5, 3, 4], max_spaces=16, max_bytes=8) == 1  # 7 left
+    assert spaces_over_budget([5, 3, 4], max_spaces=1, max_bytes=100) == 2
+    assert spaces_over_budget([5, 3, 40], max_spaces=16, max_bytes=39) == 3  # the newest alone is too big
+    assert spaces_over_budget([], max_spaces=0, max_bytes=0) == 0
 
 
 async def test_the_spaces_held_together_stay_within_their_memory_budget() -> None:

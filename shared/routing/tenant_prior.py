@@ -30,10 +30,10 @@ from typing import Protocol
 import numpy as np
 
 from ..examples.labelled import LabelledExample
+from . import tenant_space
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
-from .tenant_space import MAX_EXAMPLES as MAX_SPACE_EXAMPLES
-from .tenant_space import MAX_SPACE_BYTES, MAX_SPACES, TenantSpace, examples_fingerprint, fit_tenant_space
+from .tenant_space import TenantSpace, examples_fingerprint, fit_tenant_space
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +249,9 @@ class _Fitted:
 
 
 class TenantPriors:
-    """Each tenant's prior, fitted in the background and refitted every `refresh_s` seconds while
-    the tenant routes; at most `max_tenants` are kept, `max_spaces` of them with a space of their
-    own, holding `max_space_bytes` at most together (least recently used go first; a dropped
-    space is chosen again at the next fit)."""
+    """Each tenant's prior, refitted in the background every `refresh_s` seconds while it routes;
+    at most `max_tenants` kept, `max_spaces` with a space of their own holding `max_space_bytes`
+    together (least recently used go first; a dropped space is chosen again at the next fit)."""
 
     def __init__(
         self,
@@ -261,10 +260,10 @@ class TenantPriors:
         refresh_s: float = 300.0,
         min_examples: int = MIN_EXAMPLES,
         max_examples: int = MAX_EXAMPLES,
-        max_space_examples: int = MAX_SPACE_EXAMPLES,
+        max_space_examples: int = tenant_space.MAX_EXAMPLES,
         max_tenants: int = 1024,
-        max_spaces: int = MAX_SPACES,
-        max_space_bytes: int = MAX_SPACE_BYTES,
+        max_spaces: int = tenant_space.MAX_SPACES,
+        max_space_bytes: int = tenant_space.MAX_SPACE_BYTES,
         params: PredictorParams = PredictorParams(),
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
@@ -327,8 +326,7 @@ class TenantPriors:
         for n, i in enumerate(rows, start=1):
             estimates.append({key: await shared(vectors[i], examples[i].content, key) for key in examples[i].outcomes})
             if n % _YIELD_EVERY == 0:
-                # an in-process search never gives the event loop back: decisions must not wait
-                # for two thousand of them
+                # an in-process search never yields: decisions must not wait for 2,000 of them
                 await asyncio.sleep(0)
         previous = self._fitted.get(tenant)
         prior = await asyncio.to_thread(
@@ -358,9 +356,8 @@ class TenantPriors:
         estimates: Sequence[Mapping[str, float]],
         previous: TenantPrior | None,
     ) -> TenantPrior | None:
-        """The prior on `rows`, then the space on every example (in a worker thread). A tenant
-        whose examples have not changed since the last fit keeps the space chosen then: choosing
-        costs seconds for 10,000 examples, and a quiet tenant is refitted every few minutes."""
+        """The prior on `rows`, then the space on every example (in a worker thread). Unchanged
+        examples keep the last space: choosing takes seconds, and a quiet tenant refits often."""
         prior = fit_tenant_prior(
             [examples[i].content for i in rows],
             [examples[i].outcomes for i in rows],
@@ -391,14 +388,9 @@ class TenantPriors:
         self._fitted.move_to_end(tenant)
         while len(self._fitted) > self.max_tenants:
             self._fitted.popitem(last=False)
-        holding = [
-            (t, p, f.at, p.space.nbytes) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space
-        ]
-        count, held = len(holding), sum(size for *_, size in holding)
-        for old, p, at, size in holding:
-            if count <= self.max_spaces and held <= self.max_space_bytes:
-                break
-            count, held = count - 1, held - size
+        holding = [(t, p, f.at) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space is not None]
+        sizes = [p.space.nbytes for _, p, _ in holding if p.space is not None]
+        for old, p, at in holding[: tenant_space.spaces_over_budget(sizes, self.max_spaces, self.max_space_bytes)]:
             self._fitted[old] = _Fitted(replace(p, space=None, space_examples=None), at)
 
     async def close(self) -> None:

@@ -217,6 +217,17 @@ class _Choice:
         return out
 
 
+def spaces_over_budget(sizes: Sequence[int], max_spaces: int, max_bytes: int) -> int:
+    """How many of the spaces held (their `nbytes`, least recently used first) to drop so that
+    at most `max_spaces` remain, holding at most `max_bytes` together."""
+    count, held = len(sizes), sum(sizes)
+    for drop, size in enumerate(sizes):
+        if count - drop <= max_spaces and held <= max_bytes:
+            return drop
+        held -= size
+    return len(sizes)
+
+
 def examples_fingerprint(examples: Sequence[LabelledExample]) -> int:
     """Which examples, with which outcomes and weights: equal for an unchanged set."""
     return hash(tuple((ex.id, ex.weight, tuple(sorted(ex.outcomes.items()))) for ex in examples))
