@@ -304,8 +304,8 @@ async def test_an_unchanged_tenant_keeps_its_space_and_new_labels_refit_it() -> 
     await router.close()
 
 
-async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_used_lose_it_first() -> None:
-    encoder = FormEncoder()
+async def _three_tenants(encoder: FormEncoder) -> LocalIndex:
+    """acme's rows, and the same rows owned by tenants b and c: three spaces to hold."""
     rows = _tenant_rows(2 * MIN_PROMPTS + 40)
     theirs = [
         LabelledExample(
@@ -314,7 +314,12 @@ async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_us
         for tenant in ("b", "c")
         for ex in rows
     ]
-    index = await _index(encoder, [*rows, *theirs])
+    return await _index(encoder, [*rows, *theirs])
+
+
+async def test_at_most_max_spaces_tenants_hold_a_space_and_the_least_recently_used_lose_it_first() -> None:
+    encoder = FormEncoder()
+    index = await _three_tenants(encoder)
     priors = TenantPriors(index, params=PredictorParams(k=40), max_spaces=2)
     router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=priors)
     for tenant in ("acme", "b", "c"):
@@ -344,15 +349,7 @@ async def test_the_spaces_held_together_stay_within_their_memory_budget() -> Non
     32,768 n-grams): spaces are dropped, least recently used first, while they hold more memory
     together than `max_space_bytes`, however few they are."""
     encoder = FormEncoder()
-    rows = _tenant_rows(2 * MIN_PROMPTS + 40)
-    theirs = [
-        LabelledExample(
-            content=ex.content, outcomes=ex.outcomes, tenant=tenant, source="feedback", id=f"{tenant}-{ex.id}"
-        )
-        for tenant in ("b", "c")
-        for ex in rows
-    ]
-    index = await _index(encoder, [*rows, *theirs])
+    index = await _three_tenants(encoder)
     probe = TenantPriors(index, params=PredictorParams(k=40))
     router = Router(CATALOG, encoder, index, params=PredictorParams(k=40), difficulty=None, tenant_priors=probe)
     one = await probe.refresh("acme", router.shared_estimate)
