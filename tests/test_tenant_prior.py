@@ -422,19 +422,21 @@ async def test_a_tenant_past_weaviates_query_maximum_is_read_in_pages_the_latest
     assert {ex.id for ex in latest} == {ex.id for ex in newer}
 
 
-async def test_one_batch_larger_than_a_page_is_read_whole(
+async def test_pages_that_each_hold_one_write_batch_are_read_whole(
     encoder: HashingEncoder,
     make_weaviate_index: Callable[..., Any],
     fake_weaviate: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every example of one batch has the same `created_at`: the pages go on by excluding the ids
-    already read at it."""
-    remote = make_weaviate_index(encoder.dim, encoder.name)
-    rows = _tenant_rows(8)
-    await remote.upsert(rows, encoder.encode([ex.content for ex in rows]))
-    fake_weaviate.query_maximum_results = 5  # after the write, whose batch reads 16 ids at once
+    """Every example of a write batch has the same `created_at`: a page of one batch is read again
+    by that instant, and the next page starts below it."""
+    fake_weaviate.query_maximum_results = 5
     monkeypatch.setattr("shared.index.weaviate.QUERY_PAGE", 5)
+    remote = make_weaviate_index(encoder.dim, encoder.name)
+    remote.batch_size = 5
+    rows = _tenant_rows(8)[:15]  # three batches of five
+    await remote.upsert(rows, encoder.encode([ex.content for ex in rows]))
     examples, _ = await remote.own_examples("acme", limit=100)
     assert sorted(ex.id for ex in examples) == sorted(ex.id for ex in rows)
-    assert len((await remote.own_examples("acme", limit=12))[0]) == 12
+    latest, _ = await remote.own_examples("acme", limit=12)
+    assert len(latest) == 12 and {ex.id for ex in rows[5:]} <= {ex.id for ex in latest}

@@ -273,43 +273,47 @@ class WeaviateIndex:
         """The latest `limit` of the tenant's own examples, oldest first, with their vectors (a
         tenant's prior and space are fitted on them, routing/tenant_prior.py).
 
-        Newest first in pages of at most QUERY_PAGE, each page below the last one's oldest
-        `created_at`: an offset cannot pass Weaviate's QUERY_MAXIMUM_RESULTS, and the cursor
-        (`after`) takes no filter. Examples written in one batch share a `created_at`; those of
-        the boundary already read are excluded by id, so a page never repeats one."""
+        Newest first in pages of QUERY_PAGE, each older than the last one's oldest `created_at`:
+        an offset cannot pass Weaviate's QUERY_MAXIMUM_RESULTS, and the cursor (`after`) takes no
+        filter. A write batch (at most `batch_size`) shares one `created_at`, so the examples of a
+        full page's oldest instant are read whole by one more query. Only Equal, LessThan and And:
+        every Weaviate the client supports has them (ContainsNone needs 1.33)."""
         if limit <= 0:
             return [], np.zeros((0, self.dim), dtype=np.float32)
         coll = await self._collection()
+        mine = Filter.by_property("tenant").equal(tenant)
         found: list[Any] = []
-        boundary: datetime | None = None
-        at_boundary: list[str] = []  # ids read whose created_at is the boundary
+        older_than: datetime | None = None
         while len(found) < limit:
             wanted = min(QUERY_PAGE, limit - len(found))
-            filters = Filter.by_property("tenant").equal(tenant)
-            if boundary is not None:
-                filters = filters & Filter.by_property("created_at").less_or_equal(boundary)
-                filters = filters & Filter.by_id().contains_none(at_boundary)
-            try:
-                res = await coll.query.fetch_objects(
-                    limit=wanted,
-                    filters=filters,
-                    sort=Sort.by_property("created_at", ascending=False),
-                    return_properties=list(PROPERTY_NAMES),
-                    include_vector=[VECTOR_NAME],
-                )
-            except WeaviateBaseError as exc:
-                raise IndexUnavailable(f"Weaviate listing of a tenant's examples failed: {exc}") from exc
-            found.extend(res.objects)
-            oldest = res.objects[-1].properties.get("created_at") if res.objects else None
-            if len(res.objects) < wanted or not isinstance(oldest, datetime):
-                break  # all read (an example without created_at can only be on the last page)
-            if oldest != boundary:
-                at_boundary = []
-            at_boundary += [str(o.uuid) for o in res.objects if o.properties.get("created_at") == oldest]
-            boundary = oldest
-        kept = [o for o in reversed(found) if len(o.vector.get(VECTOR_NAME) or ()) == self.dim]
+            page = await self._newest(
+                coll,
+                mine if older_than is None else mine & Filter.by_property("created_at").less_than(older_than),
+                wanted,
+            )
+            oldest = page[-1].properties.get("created_at") if page else None
+            if len(page) < wanted or wanted < QUERY_PAGE or not isinstance(oldest, datetime):
+                found.extend(page)  # all read, or all wanted (an example without created_at sorts last)
+                break
+            found.extend(o for o in page if o.properties.get("created_at") != oldest)
+            found.extend(await self._newest(coll, mine & Filter.by_property("created_at").equal(oldest), QUERY_PAGE))
+            older_than = oldest
+        kept = [o for o in reversed(found[:limit]) if len(o.vector.get(VECTOR_NAME) or ()) == self.dim]
         vectors = np.array([o.vector[VECTOR_NAME] for o in kept], dtype=np.float32).reshape(len(kept), self.dim)
         return [from_properties(str(o.uuid), o.properties) for o in kept], vectors
+
+    async def _newest(self, coll: CollectionAsync[Any, Any], filters: Any, limit: int) -> list[Any]:
+        try:
+            res = await coll.query.fetch_objects(
+                limit=limit,
+                filters=filters,
+                sort=Sort.by_property("created_at", ascending=False),
+                return_properties=list(PROPERTY_NAMES),
+                include_vector=[VECTOR_NAME],
+            )
+        except WeaviateBaseError as exc:
+            raise IndexUnavailable(f"Weaviate listing of a tenant's examples failed: {exc}") from exc
+        return list(res.objects)
 
     async def list(self, *, limit: int = 100, offset: int = 0, tenant: str | None = None) -> list[LabelledExample]:
         coll = await self._collection()
