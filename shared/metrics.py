@@ -114,6 +114,30 @@ def count_tenant_space(space: str) -> None:
     TENANT_SPACES.labels(space=space).inc()
 
 
+TENANT_SPACES_HELD = Gauge(
+    "llm_router_tenant_spaces_held",
+    "Tenants holding a space of their own after the last fit, summed over live processes (each at most 16).",
+    multiprocess_mode="livesum",
+)
+TENANT_SPACE_BYTES = Gauge(
+    "llm_router_tenant_space_bytes",
+    "Memory the tenants' own spaces hold (TenantSpace.nbytes), summed over live processes (each within "
+    "TENANT_SPACES_MB).",
+    multiprocess_mode="livesum",
+)
+TENANT_SPACE_DROPS = Counter(
+    "llm_router_tenant_space_drops_total",
+    "Spaces dropped, least recently used first, to stay within 16 spaces and TENANT_SPACES_MB: those "
+    "tenants' neighbours are searched in the shared space until their next fit chooses again.",
+)
+
+
+def record_tenant_spaces(held: int, held_bytes: int, dropped: int) -> None:
+    TENANT_SPACES_HELD.set(held)
+    TENANT_SPACE_BYTES.set(held_bytes)
+    TENANT_SPACE_DROPS.inc(dropped)
+
+
 DEAD_LETTERS = Counter(
     "llm_router_dead_letters_total",
     "Rows the database refused, moved to the dead_letters table instead of blocking their batch, by kind.",

@@ -20,7 +20,7 @@ from shared.evaluation import GainScorer
 from shared.examples.labelled import LabelledExample, example_id
 from shared.examples.nearest import top_k
 from shared.index.local import LocalIndex
-from shared.metrics import count_tenant_space, render
+from shared.metrics import count_tenant_space, record_tenant_spaces, render
 from shared.routing.predictor import PredictorParams
 from shared.routing.request import RoutingRequest
 from shared.routing.router import Router
@@ -357,11 +357,23 @@ async def test_the_spaces_held_together_stay_within_their_memory_budget() -> Non
     size = one.space.nbytes
     # the arrays alone are a floor: vectors, the examples' prompt and evidence, the encoder's basis
     assert size > one.space.prompts.nbytes + one.space.evidence.nbytes + one.space.encoder.components.nbytes
-    priors = TenantPriors(index, params=PredictorParams(k=40), max_space_bytes=int(2.5 * size))
+    held: list[tuple[int, int, int]] = []
+    priors = TenantPriors(
+        index, params=PredictorParams(k=40), max_space_bytes=int(2.5 * size), on_held=lambda *n: held.append(n)
+    )
     for tenant in ("acme", "b", "c"):
         fitted = await priors.refresh(tenant, router.shared_estimate)
         assert fitted is not None and fitted.space is not None
-    assert [t for t in ("acme", "b", "c") if (p := priors.peek(t)) is not None and p.space is not None] == ["b", "c"]
+    holding = {t: p.space for t in ("acme", "b", "c") if (p := priors.peek(t)) is not None and p.space is not None}
+    assert list(holding) == ["b", "c"]
+    b, c = holding["b"].nbytes, holding["c"].nbytes
+    # operators see what the spaces hold and how many were dropped (/metrics)
+    assert held == [(1, size, 0), (2, size + b, 0), (2, b + c, 1)]
+    drops = REGISTRY.get_sample_value("llm_router_tenant_space_drops_total") or 0.0
+    record_tenant_spaces(*held[-1])
+    assert REGISTRY.get_sample_value("llm_router_tenant_space_drops_total") == drops + 1
+    assert REGISTRY.get_sample_value("llm_router_tenant_space_bytes") == held[-1][1]
+    assert b"llm_router_tenant_spaces_held 2.0" in render()[0]
     alone = TenantPriors(index, params=PredictorParams(k=40), max_space_bytes=size - 1)
     fitted = await alone.refresh("acme", router.shared_estimate)
     assert fitted is not None and fitted.space is not None  # the fit's own answer keeps it

@@ -37,7 +37,7 @@ from ..health import Details, HealthChecks, cache_probe, index_probe, providers_
 from ..index.base import ExampleIndex
 from ..index.local import LocalIndex
 from ..jobs.service import JobService
-from ..metrics import count_tenant_prior_fit, count_tenant_space
+from ..metrics import count_tenant_prior_fit, count_tenant_space, record_tenant_spaces
 from ..probe import Probe
 from ..providers.registry import ProviderRegistry
 from ..routing.predictor import PredictorParams, outcome_priors
@@ -145,6 +145,7 @@ def build_router(
             params=params,
             on_fit=count_tenant_prior_fit,
             on_space=count_tenant_space,
+            on_held=record_tenant_spaces,
         )
     return Router(
         catalog,

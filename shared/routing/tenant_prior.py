@@ -268,10 +268,13 @@ class TenantPriors:
         clock: Callable[[], float] = time.monotonic,
         on_fit: Callable[[str], None] | None = None,
         on_space: Callable[[str], None] | None = None,
+        on_held: Callable[[int, int, int], None] | None = None,
     ) -> None:
         self.source = source
-        self.on_fit = on_fit  # told each fit's outcome: fitted, too_few_labels or failed (for /metrics)
-        self.on_space = on_space  # told each fitted prior's space: own or shared (for /metrics)
+        # for /metrics: each fit's outcome (fitted, too_few_labels or failed), each fitted prior's
+        # space (own or shared), and after each the spaces held, their bytes and how many were dropped
+        self.on_fit, self.on_space = on_fit or (lambda _: None), on_space or (lambda _: None)
+        self.on_held = on_held or (lambda held, held_bytes, dropped: None)
         self.refresh_s = refresh_s
         self.params = params  # the predictor's: the leave-one-out choice imitates its decisions
         self.min_examples, self.max_examples = min_examples, max_examples
@@ -311,7 +314,7 @@ class TenantPriors:
             await self.refresh(tenant, shared)
         except Exception as exc:  # the index being down must not fail routing: keep the last prior
             log.warning("could not fit tenant %s's prior: %s", tenant, type(exc).__name__)
-            self._told("failed")
+            self.on_fit("failed")
             previous = self._fitted.get(tenant)
             self._keep(tenant, _Fitted(previous.prior if previous else None, self._clock()))
 
@@ -343,9 +346,8 @@ class TenantPriors:
                 ", ".join(prior.declined) or "none",
                 f"its own space, {prior.space.gain:.4f} less squared error" if prior.space else "the shared space",
             )
-            if self.on_space is not None:
-                self.on_space("own" if prior.space is not None else "shared")
-        self._told("fitted" if prior is not None else "too_few_labels")
+            self.on_space("own" if prior.space is not None else "shared")
+        self.on_fit("fitted" if prior is not None else "too_few_labels")
         return prior
 
     def _fit(
@@ -379,10 +381,6 @@ class TenantPriors:
         space = fit_tenant_space(examples[first:], vectors[first:], [i for i, _ in scored], targets, self.params)
         return replace(prior, space=space, space_examples=seen)
 
-    def _told(self, outcome: str) -> None:
-        if self.on_fit is not None:
-            self.on_fit(outcome)
-
     def _keep(self, tenant: str, fitted: _Fitted) -> None:
         self._fitted[tenant] = fitted
         self._fitted.move_to_end(tenant)
@@ -390,8 +388,10 @@ class TenantPriors:
             self._fitted.popitem(last=False)
         holding = [(t, p, f.at) for t, f in self._fitted.items() if (p := f.prior) is not None and p.space is not None]
         sizes = [p.space.nbytes for _, p, _ in holding if p.space is not None]
-        for old, p, at in holding[: tenant_space.spaces_over_budget(sizes, self.max_spaces, self.max_space_bytes)]:
+        drop = tenant_space.spaces_over_budget(sizes, self.max_spaces, self.max_space_bytes)
+        for old, p, at in holding[:drop]:
             self._fitted[old] = _Fitted(replace(p, space=None, space_examples=None), at)
+        self.on_held(len(sizes) - drop, sum(sizes[drop:]), drop)
 
     async def close(self) -> None:
         tasks = list(self._running.values())
