@@ -667,9 +667,9 @@ def _sort_key(obj: StoredObject, prop: str, types: dict[str, str]) -> tuple[bool
     if prop == "_creationTimeUnix":
         return (True, obj.created_ms)
     value = obj.properties.get(prop)
-    if value is not None and types.get(prop) == "date":
-        value = _date(value)
-    return (value is not None, value)
+    if value is None:
+        return (False, 0)  # missing values compare equal among themselves
+    return (True, _date(value) if types.get(prop) == "date" else value)
 
 
 def _matches(obj: StoredObject, f: base_pb2.Filters, types: dict[str, str]) -> bool:
