@@ -662,10 +662,6 @@ def _date(value: Any) -> datetime | None:
 
 def _sort_key(obj: StoredObject, prop: str, types: dict[str, str]) -> tuple[bool, Any]:
     """Weaviate sorts a missing value below every value."""
-    if prop == "_id":
-        return (True, obj.uuid)
-    if prop == "_creationTimeUnix":
-        return (True, obj.created_ms)
     value = obj.properties.get(prop)
     if value is None:
         return (False, 0)  # missing values compare equal among themselves
@@ -704,9 +700,6 @@ def _matches(obj: StoredObject, f: base_pb2.Filters, types: dict[str, str]) -> b
     if op == Op.OPERATOR_CONTAINS_ANY:
         have = actual if isinstance(actual, list) else [actual]
         return any(v in have for v in expected)
-    if op == Op.OPERATOR_CONTAINS_NONE:
-        have = actual if isinstance(actual, list) else [actual]
-        return not any(v in have for v in expected)
     if op in (
         Op.OPERATOR_GREATER_THAN,
         Op.OPERATOR_GREATER_THAN_EQUAL,
