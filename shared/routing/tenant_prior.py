@@ -4,7 +4,8 @@ Without one, a tenant's own neighbours are shrunk toward the shared estimate wit
 example's weight (`PredictorParams.tenant_strength`): the shared examples may be of another domain.
 With enough labels, a tenant gets a prior fitted on them, per outcome key: a ridge regression over
 the prompt's difficulty features (difficulty.py) and the shared estimate for that key, so its
-labels decide how far the shared examples speak for its domain. Its estimate is shrunk toward it
+labels decide how far the shared examples speak for its domain (or over the features alone, where
+its prompts labelled for several models show the shared estimate misleads: prior_form.py). Its estimate is shrunk toward it
 as strongly as the shared one is toward the shipped prior (`tenant_prior_strength`), as a router
 trained on its rows alone would be, unless leave-one-out over its examples shows its neighbours do
 significantly better with less (a mix of tasks, which neighbours tell apart and a linear prior
@@ -33,6 +34,7 @@ from ..examples.labelled import LabelledExample
 from . import tenant_space
 from .difficulty import CLIP_SD, clipped_row, feature_values, features, ridge_solve, standardise
 from .predictor import PredictorParams
+from .prior_form import KeyRows, choose_form, cross_fitted
 from .tenant_space import TenantSpace, examples_fingerprint, fit_tenant_space
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,6 @@ PRIOR_STRENGTHS = (5.0, 20.0)
 # standard errors by which another choice must beat the default's leave-one-out error: with the
 # smallest error alone, judge noise made the choice by chance and cost 0.02-0.03 APGR
 _SIGNIFICANCE = 2.0
-_FOLDS = 5  # the prior a left-out example is scored against is fitted without its fold
 _YIELD_EVERY = 8  # searches between two yields to the event loop (~1 ms of the local index's time)
 
 
@@ -98,6 +99,8 @@ class TenantPrior:
     space: TenantSpace | None = None
     # the examples the space was chosen on (`examples_fingerprint`): unchanged, the next fit keeps it
     space_examples: int | None = None
+    # whether the shared estimate is one of the prior's inputs (prior_form.py); without it, its weight is 0
+    shared_input: bool = True
 
     def targets(
         self, text: str, label_keys: Sequence[Sequence[str]], shared: Sequence[float]
@@ -151,38 +154,31 @@ def fit_tenant_prior(
     z = (x - mean) / scale  # clipped only when predicting, as DifficultyModel
     clipped = np.clip(z, -CLIP_SD, CLIP_SD)  # the bias column is 1 and stays so
     nearest = _LeaveOneOut(vectors, params) if vectors is not None and len(vectors) == len(texts) else None
-    weights: dict[str, KeyPrior] = {}
-    declined: list[str] = []
+    key_rows: dict[str, KeyRows] = {}
     for key in keys:
         rows = np.array([i for i, row in enumerate(outcomes) if key in row])
-        base = np.array([shared[i][key] for i in rows])
-        b_mean, b_scale = float(base.mean()), max(float(base.std()), 1e-9)
-        b = (base - b_mean) / b_scale
-        y = np.array([outcomes[i][key] for i in rows])
-        w = ridge_solve(np.column_stack([z[rows], b]), y, ones[rows], ridge)
+        key_rows[key] = KeyRows(
+            rows, np.array([shared[i][key] for i in rows]), np.array([outcomes[i][key] for i in rows])
+        )
+    # a prompt is known by its vector where there is one (tenants may store no text), as below
+    prompts = [v.tobytes() for v in vectors] if vectors is not None and nearest is not None else list(texts)
+    form = choose_form(prompts, key_rows, z, clipped, ridge)
+    weights: dict[str, KeyPrior] = {}
+    declined: list[str] = []
+    for key, k in key_rows.items():
+        b = k.shared_column(form.shared_input)
+        w = ridge_solve(np.column_stack([z[k.rows], b]), k.y, ones[k.rows], ridge)
         strength = params.tenant_prior_strength
         if nearest is not None:
-            held_out = _cross_fitted(z[rows], clipped[rows], b, y, ridge)
-            chosen = nearest.best_strength(key, outcomes, rows, y, base, held_out)
+            held_out = cross_fitted(z[k.rows], clipped[k.rows], b, k.y, ridge)
+            chosen = nearest.best_strength(key, outcomes, k.rows, k.y, k.base, held_out)
             if chosen is None:
                 declined.append(key)
                 continue
             strength = chosen
-        weights[key] = KeyPrior(tuple(float(v) for v in w), b_mean, b_scale, strength)
-    return TenantPrior(
-        tuple(float(v) for v in mean), tuple(float(v) for v in scale), weights, len(texts), tuple(declined)
-    )
-
-
-def _cross_fitted(z: np.ndarray, clipped: np.ndarray, b: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
-    """Each row's prior from a ridge fitted without its fold, as `KeyPrior.predict` computes it."""
-    folds = np.arange(len(y)) % _FOLDS
-    out = np.empty(len(y))
-    for f in range(_FOLDS):
-        fit, held = folds != f, folds == f
-        w = ridge_solve(np.column_stack([z[fit], b[fit]]), y[fit], np.ones(int(fit.sum())), ridge)
-        out[held] = np.column_stack([clipped[held], np.clip(b[held], -CLIP_SD, CLIP_SD)]) @ w
-    return np.clip(out, 0.01, 0.99)
+        weights[key] = KeyPrior(tuple(float(v) for v in w), k.base_mean, k.base_scale, strength)
+    mean_, scale_ = tuple(float(v) for v in mean), tuple(float(v) for v in scale)
+    return TenantPrior(mean_, scale_, weights, len(texts), tuple(declined), shared_input=form.shared_input)
 
 
 class _LeaveOneOut:
@@ -339,9 +335,10 @@ class TenantPriors:
         if prior is not None:
             chosen = ", ".join(f"{k} at {p.strength:g}" for k, p in prior.weights.items())
             log.info(
-                "fitted tenant %s's prior on %d examples (%s; own neighbours do better without it: %s); %s",
+                "fitted tenant %s's prior on %d examples (%s%s; own neighbours do better without it: %s); %s",
                 tenant,
                 prior.examples,
+                "" if prior.shared_input else "without the shared estimate as an input; ",
                 chosen or "none",
                 ", ".join(prior.declined) or "none",
                 f"its own space, {prior.space.gain:.4f} less squared error" if prior.space else "the shared space",
