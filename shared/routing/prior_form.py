@@ -79,9 +79,10 @@ def choose_form(
     prompt_of: Sequence[Hashable], keys: Mapping[str, KeyRows], z: np.ndarray, clipped: np.ndarray, ridge: float
 ) -> FormChoice:
     """`prompt_of[i]`: which prompt example i is (the same prompt labelled for another model is
-    another example: its text, or its vector for tenants who store no text). Each prompt's error is its models' cross-fitted priors' errors around
-    their mean, so only the differences between its models count: for two, half the squared
-    error of the gain. The form with the smaller mean error over the paired prompts is taken."""
+    another example): its text, or its vector for tenants who store no text. Each prompt's error
+    is its models' cross-fitted priors' errors around their mean, so only the differences
+    between its models count: for two, half the squared error of the gain. The form with the
+    smaller mean error over the paired prompts is taken."""
     groups: dict[Hashable, int] = {}
     prompts = np.array([groups.setdefault(p, len(groups)) for p in prompt_of], dtype=np.int64)
     n = len(groups)

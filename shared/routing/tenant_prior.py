@@ -5,11 +5,11 @@ example's weight (`PredictorParams.tenant_strength`): the shared examples may be
 With enough labels, a tenant gets a prior fitted on them, per outcome key: a ridge regression over
 the prompt's difficulty features (difficulty.py) and the shared estimate for that key, so its
 labels decide how far the shared examples speak for its domain (or over the features alone, where
-its prompts labelled for several models show the shared estimate misleads: prior_form.py). Its estimate is shrunk toward it
-as strongly as the shared one is toward the shipped prior (`tenant_prior_strength`), as a router
-trained on its rows alone would be, unless leave-one-out over its examples shows its neighbours do
-significantly better with less (a mix of tasks, which neighbours tell apart and a linear prior
-cannot). It lifts competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more
+its prompts labelled for several models show the shared estimate misleads: prior_form.py). Its
+estimate is shrunk toward it as strongly as the shared one is toward the shipped prior
+(`tenant_prior_strength`), as a router trained on its rows alone would be, unless leave-one-out
+over its examples shows its neighbours do significantly better with less (a mix of tasks, which
+neighbours tell apart and a linear prior cannot). It lifts competition math by 0.02-0.035 and open-ended chat by 0.01 at 300 rows and more
 (docs/routing-quality.md, "A tenant's own prior").
 
 Fitting reads the tenant's examples and vectors from the index and makes one shared search per
