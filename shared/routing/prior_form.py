@@ -18,7 +18,7 @@ feedback); a tenant with fewer than `MIN_PAIRED` of them keeps the shared input.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class FormChoice:
     # mean squared error of the gain with the shared input minus without it (positive: without
     # does better); 0.0 when too few prompts are paired to choose
     margin: float
+    # per key, the chosen form's cross-fitted prior on its rows (empty when nothing was chosen):
+    # the strength's leave-one-out scores against it
+    held_out: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def cross_fitted(z: np.ndarray, clipped: np.ndarray, b: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
@@ -86,17 +89,18 @@ def choose_form(
     groups: dict[Hashable, int] = {}
     prompts = np.array([groups.setdefault(p, len(groups)) for p in prompt_of], dtype=np.int64)
     n = len(groups)
+    labelled = {key: np.bincount(prompts[k.rows], minlength=n) for key, k in keys.items()}
+    paired = sum((count > 0).astype(np.int64) for count in labelled.values()) >= 2
+    if int(np.sum(paired)) < MIN_PAIRED:  # decided before any fit: most tenants have no pairs
+        return FormChoice(True, int(np.sum(paired)), 0.0)
+    held_out: dict[bool, dict[str, np.ndarray]] = {True: {}, False: {}}
     residual = {form: np.full((n, len(keys)), np.nan) for form in (True, False)}
-    for j, k in enumerate(keys.values()):
-        at = prompts[k.rows]
-        count = np.bincount(at, minlength=n)
-        labelled = count > 0
+    for j, (key, k) in enumerate(keys.items()):
+        at, count = prompts[k.rows], labelled[key]
         for form in (True, False):
-            miss = cross_fitted(z[k.rows], clipped[k.rows], k.shared_column(form), k.y, ridge) - k.y
-            residual[form][labelled, j] = np.bincount(at, miss, minlength=n)[labelled] / count[labelled]
-    paired = (~np.isnan(residual[True])).sum(axis=1) >= 2
-    if int(paired.sum()) < MIN_PAIRED:
-        return FormChoice(True, int(paired.sum()), 0.0)
+            held_out[form][key] = cross_fitted(z[k.rows], clipped[k.rows], k.shared_column(form), k.y, ridge)
+            mean_miss = np.bincount(at, held_out[form][key] - k.y, minlength=n)
+            residual[form][count > 0, j] = mean_miss[count > 0] / count[count > 0]
 
     def errors(r: np.ndarray) -> np.ndarray:
         around = r[paired] - np.nanmean(r[paired], axis=1, keepdims=True)
@@ -104,4 +108,4 @@ def choose_form(
         return out
 
     margin = float((errors(residual[True]) - errors(residual[False])).mean())
-    return FormChoice(margin <= 0.0, int(paired.sum()), margin)
+    return FormChoice(margin <= 0.0, int(np.sum(paired)), margin, held_out[margin <= 0.0])

@@ -170,7 +170,9 @@ def fit_tenant_prior(
         w = ridge_solve(np.column_stack([z[k.rows], b]), k.y, ones[k.rows], ridge)
         strength = params.tenant_prior_strength
         if nearest is not None:
-            held_out = cross_fitted(z[k.rows], clipped[k.rows], b, k.y, ridge)
+            held_out = (
+                form.held_out[key] if key in form.held_out else cross_fitted(z[k.rows], clipped[k.rows], b, k.y, ridge)
+            )
             chosen = nearest.best_strength(key, outcomes, k.rows, k.y, k.base, held_out)
             if chosen is None:
                 declined.append(key)
